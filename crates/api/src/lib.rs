@@ -1,0 +1,19 @@
+//! Wire types of the management REST API and the YAML files users write, with OpenAPI schemas.
+//!
+//! **API boundary.** Field names are snake_case as in Azure ML's YAML and `az ml` output; enums
+//! read case-insensitively (`AMLToken` = `aml_token`). [`validate`] maps these types onto the
+//! rules in `sluice-domain`, naming the field that broke one.
+
+pub mod deployment;
+pub mod endpoint;
+mod enums;
+pub mod error;
+pub mod model;
+pub mod validate;
+pub mod yaml;
+
+pub use enums::{AuthModeWire, ModelTypeWire};
+pub use error::{ErrorBody, ErrorCode, ErrorDetail, FieldError};
+
+/// The workspace every install starts with.
+pub const DEFAULT_WORKSPACE: &str = "default";

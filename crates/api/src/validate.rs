@@ -1,0 +1,146 @@
+//! Maps wire specs onto the domain's rules, collecting every broken rule with its field path.
+
+use crate::FieldError;
+use crate::deployment::{ModelField, OnlineDeploymentSpec};
+use crate::endpoint::OnlineEndpointSpec;
+use sluice_domain::{InstanceType, ModelRef, ResourceName, ValidDeployment, ValidEndpoint, limits};
+use std::collections::BTreeMap;
+
+/// Collects field errors so a user sees all of them at once.
+#[derive(Default)]
+struct Errors(Vec<FieldError>);
+
+impl Errors {
+    fn push(&mut self, field: &str, message: impl Into<String>) {
+        self.0.push(FieldError { field: field.to_owned(), message: message.into() });
+    }
+
+    fn check<T>(&mut self, field: &str, r: Result<T, sluice_domain::RuleError>) -> Option<T> {
+        r.map_err(|e| self.push(field, e.0)).ok()
+    }
+}
+
+fn weights(field: &str, map: &BTreeMap<String, serde_json::Value>, errors: &mut Errors) -> BTreeMap<String, i64> {
+    let mut out = BTreeMap::new();
+    for (k, v) in map {
+        match v.as_i64() {
+            Some(w) => {
+                out.insert(k.clone(), w);
+            }
+            None => errors.push(
+                &format!("{field}.{k}"),
+                format!("{v} is not a whole number: expected an integer percent from 0 to 100"),
+            ),
+        }
+    }
+    out
+}
+
+pub fn endpoint(spec: &OnlineEndpointSpec) -> Result<ValidEndpoint, Vec<FieldError>> {
+    let mut errors = Errors::default();
+    let name = errors.check("name", ResourceName::parse(&spec.name));
+    let traffic = weights("traffic", &spec.traffic, &mut errors);
+    let mirror_traffic = weights("mirror_traffic", &spec.mirror_traffic, &mut errors);
+    if mirror_traffic.len() > 1 {
+        errors.push("mirror_traffic", "at most one deployment can receive mirrored traffic");
+    }
+    for (k, w) in &mirror_traffic {
+        if !(0..=50).contains(w) {
+            errors.push(&format!("mirror_traffic.{k}"), format!("{w}: expected a percent from 0 to 50"));
+        }
+        if traffic.get(k).copied().unwrap_or(0) > 0 && *w > 0 {
+            errors.push(
+                &format!("mirror_traffic.{k}"),
+                "a deployment that takes live traffic cannot also receive mirrored traffic",
+            );
+        }
+    }
+    match (name, errors.0.is_empty()) {
+        (Some(name), true) => Ok(ValidEndpoint { name, auth_mode: spec.auth_mode.into(), traffic, mirror_traffic }),
+        _ => Err(errors.0),
+    }
+}
+
+/// `endpoint_name` comes from the spec unless the caller (CLI `--endpoint-name`, REST path) set it.
+pub fn deployment(spec: &OnlineDeploymentSpec) -> Result<ValidDeployment, Vec<FieldError>> {
+    let mut errors = Errors::default();
+    let name = errors.check("name", ResourceName::parse(&spec.name));
+    let endpoint_name = match &spec.endpoint_name {
+        Some(e) => errors.check("endpoint_name", ResourceName::parse(e)),
+        None => {
+            errors.push("endpoint_name", "required: the endpoint this deployment belongs to");
+            None
+        }
+    };
+    let model = match &spec.model {
+        Some(ModelField::Reference(r)) => errors.check("model", ModelRef::parse(r)),
+        Some(ModelField::Inline(_)) => {
+            errors.push(
+                "model",
+                "an inline model must be registered first: send 'azureml:NAME:VERSION' (the CLI does this for you)",
+            );
+            None
+        }
+        None => {
+            errors.push("model", "required: a model reference such as 'azureml:iris:1' or an inline {path, type}");
+            None
+        }
+    };
+    let instance_type = match &spec.instance_type {
+        Some(t) => errors.check("instance_type", InstanceType::parse(t)),
+        None => Some(InstanceType::default_local()),
+    };
+    let instance_count = match spec.instance_count.as_u64() {
+        Some(n) if (1..=u64::from(limits::MAX_INSTANCE_COUNT)).contains(&n) => Some(n as u32),
+        _ => {
+            errors.push(
+                "instance_count",
+                format!("{}: expected a whole number from 1 to {}", spec.instance_count, limits::MAX_INSTANCE_COUNT),
+            );
+            None
+        }
+    };
+    let rs = &spec.request_settings;
+    if !(1..=limits::MAX_REQUEST_TIMEOUT_MS).contains(&rs.request_timeout_ms) {
+        errors.push(
+            "request_settings.request_timeout_ms",
+            format!("{}: expected 1 to {} milliseconds", rs.request_timeout_ms, limits::MAX_REQUEST_TIMEOUT_MS),
+        );
+    }
+    if !(1..=1024).contains(&rs.max_concurrent_requests_per_instance) {
+        errors.push(
+            "request_settings.max_concurrent_requests_per_instance",
+            format!("{}: expected 1 to 1024", rs.max_concurrent_requests_per_instance),
+        );
+    }
+    if rs.max_queue_wait_ms > limits::MAX_REQUEST_TIMEOUT_MS {
+        errors.push(
+            "request_settings.max_queue_wait_ms",
+            format!("{}: expected at most {} milliseconds", rs.max_queue_wait_ms, limits::MAX_REQUEST_TIMEOUT_MS),
+        );
+    }
+    if spec.code_configuration.is_some() {
+        errors.push(
+            "code_configuration",
+            "Python scoring scripts are not supported yet: deploy an mlflow_model (ONNX flavor) or a triton_model",
+        );
+    }
+    match (name, endpoint_name, model, instance_type, instance_count) {
+        (Some(name), Some(endpoint_name), Some(model), Some(instance_type), Some(instance_count))
+            if errors.0.is_empty() =>
+        {
+            Ok(ValidDeployment {
+                name,
+                endpoint_name,
+                model,
+                instance_type,
+                instance_count,
+                request_timeout_ms: rs.request_timeout_ms,
+                max_concurrent_requests_per_instance: rs.max_concurrent_requests_per_instance,
+                max_queue_wait_ms: rs.max_queue_wait_ms,
+                environment_variables: spec.environment_variables.clone(),
+            })
+        }
+        _ => Err(errors.0),
+    }
+}

@@ -1,0 +1,55 @@
+//! The control plane: the management REST API under `/api/v1` and the reconciler that drives
+//! each deployment from its desired state to replicas.
+//!
+//! **API boundary.** Handlers accept `sluice-api` wire types, validate them into domain types
+//! once, write desired state to the store, and wake the reconciler. They never start processes.
+
+mod admin_auth;
+mod artifacts;
+mod clock;
+mod deployments;
+mod endpoints;
+mod error;
+mod models;
+mod openapi;
+mod reconciler;
+pub mod secrets;
+
+pub use artifacts::ArtifactStore;
+pub use error::ApiError;
+pub use openapi::openapi_json;
+pub use reconciler::{Reconciler, ReplicaLaunch};
+
+use axum::Router;
+use sluice_backend::LocalBackend;
+use sluice_gateway::auth::TokenSigner;
+use sluice_store::Store;
+use std::sync::Arc;
+
+/// Everything the management API works with.
+pub struct Control {
+    pub store: Store,
+    pub artifacts: ArtifactStore,
+    pub backend: LocalBackend,
+    pub secrets: Arc<secrets::Secrets>,
+    pub tokens: TokenSigner,
+    /// SHA-256 of the admin credential.
+    pub admin_hash: [u8; 32],
+    /// Where clients reach the gateway, for `scoring_uri`.
+    pub public_url: String,
+    pub reconciler: Reconciler,
+    /// Lifetime of `aml_token`s, seconds.
+    pub token_lifetime_s: i64,
+}
+
+/// The management API: `/api/v1/...`, every route but `/api/v1/openapi.json` behind the admin
+/// credential.
+pub fn router(control: Arc<Control>) -> Router {
+    let protected = Router::new()
+        .merge(models::routes())
+        .merge(artifacts::routes())
+        .merge(endpoints::routes())
+        .merge(deployments::routes())
+        .route_layer(axum::middleware::from_fn_with_state(control.clone(), admin_auth::require_admin));
+    Router::new().route("/api/v1/openapi.json", axum::routing::get(openapi::serve)).merge(protected).with_state(control)
+}

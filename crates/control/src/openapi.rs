@@ -1,0 +1,29 @@
+//! The management API's OpenAPI document, generated from the handlers' annotations.
+
+use utoipa::OpenApi;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Sluice management API", description = "Models, online endpoints and deployments. Authenticate with 'Authorization: Bearer <admin token>'."),
+    paths(
+        crate::artifacts::upload,
+        crate::models::create, crate::models::show, crate::models::list_all, crate::models::list_versions, crate::models::remove,
+        crate::endpoints::create, crate::endpoints::update, crate::endpoints::show, crate::endpoints::list, crate::endpoints::remove,
+        crate::endpoints::get_credentials, crate::endpoints::regenerate_keys,
+        crate::deployments::create, crate::deployments::update, crate::deployments::show, crate::deployments::list, crate::deployments::remove,
+        crate::deployments::logs,
+    ),
+    tags((name = "models"), (name = "online-endpoints"), (name = "online-deployments"))
+)]
+struct ApiDoc;
+
+/// The document as pretty JSON, as served and as checked in.
+pub fn openapi_json() -> String {
+    let mut doc = ApiDoc::openapi();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    doc.to_pretty_json().expect("the OpenAPI document serializes")
+}
+
+pub async fn serve() -> impl axum::response::IntoResponse {
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], openapi_json())
+}

@@ -1,0 +1,285 @@
+//! The reconciler: drives each deployment from its stored desired state to running replicas,
+//! records the outcome as `provisioning_state`, and publishes the gateway's routing table.
+//!
+//! It runs one pass whenever an API call wakes it (and every few seconds), so a server that was
+//! killed and started again converges on the same world from the store alone.
+
+use crate::deployments::replica_set_id;
+use crate::secrets::Secrets;
+use crate::{ArtifactStore, clock};
+use sluice_api::deployment::OnlineDeploymentSpec;
+use sluice_api::endpoint::OnlineEndpointSpec;
+use sluice_api::validate;
+use sluice_backend::{LocalBackend, ReplicaCommand, ReplicaSetSpec, ResourceRequest};
+use sluice_domain::{ProvisioningState, ValidDeployment};
+use sluice_gateway::auth::key_hash;
+use sluice_gateway::{DeploymentRoute, EndpointRoute, RoutingTable};
+use sluice_store::{DeploymentRow, Store};
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Notify, watch};
+
+/// How a replica process is started.
+#[derive(Debug, Clone)]
+pub struct ReplicaLaunch {
+    /// The `sluice` binary itself; replicas run `sluice replica ...`.
+    pub program: PathBuf,
+    pub onnxruntime: PathBuf,
+    pub work_dir: PathBuf,
+    /// How long a new replica set may take to become ready.
+    pub ready_timeout: Duration,
+}
+
+#[derive(Clone)]
+pub struct Reconciler {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    backend: LocalBackend,
+    artifacts: ArtifactStore,
+    secrets: Arc<Secrets>,
+    launch: ReplicaLaunch,
+    routes: watch::Sender<Arc<RoutingTable>>,
+    publish_lock: tokio::sync::Mutex<()>,
+    wake: Notify,
+    /// Deployments with a task working on them: (workspace, endpoint, name, generation).
+    inflight: Mutex<HashSet<(String, String, String, i64)>>,
+}
+
+impl Reconciler {
+    pub fn new(
+        store: Store,
+        backend: LocalBackend,
+        artifacts: ArtifactStore,
+        secrets: Arc<Secrets>,
+        launch: ReplicaLaunch,
+    ) -> (Self, watch::Receiver<Arc<RoutingTable>>) {
+        let (routes, rx) = watch::channel(Arc::new(RoutingTable::default()));
+        let inner = Inner {
+            store,
+            backend,
+            artifacts,
+            secrets,
+            launch,
+            routes,
+            publish_lock: Default::default(),
+            wake: Notify::new(),
+            inflight: Default::default(),
+        };
+        (Self { inner: Arc::new(inner) }, rx)
+    }
+
+    /// Asks for a pass as soon as possible.
+    pub fn wake(&self) {
+        self.inner.wake.notify_one();
+    }
+
+    /// Runs passes forever; spawn it once.
+    pub async fn run(self) {
+        loop {
+            self.pass().await;
+            tokio::select! {
+                _ = self.inner.wake.notified() => {}
+                _ = tokio::time::sleep(Duration::from_secs(3)) => {}
+            }
+        }
+    }
+
+    async fn pass(&self) {
+        let rows = match self.inner.store.list_deployments(None).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::error!(error = %e, "reconciler cannot read deployments");
+                return;
+            }
+        };
+        for row in rows {
+            let state = ProvisioningState::parse(&row.provisioning_state);
+            let id = replica_set_id(&row.workspace, &row.endpoint, &row.name);
+            let needs_work = match state {
+                Some(ProvisioningState::Creating | ProvisioningState::Updating | ProvisioningState::Deleting) => true,
+                // After a restart the store says Succeeded but no replica runs yet.
+                Some(ProvisioningState::Succeeded) => self.inner.backend.status(&id).is_none(),
+                _ => false,
+            };
+            if !needs_work {
+                continue;
+            }
+            let key = (row.workspace.clone(), row.endpoint.clone(), row.name.clone(), row.generation);
+            if !self.inner.inflight.lock().expect("inflight lock").insert(key.clone()) {
+                continue;
+            }
+            let this = self.clone();
+            tokio::spawn(async move {
+                if state == Some(ProvisioningState::Deleting) {
+                    this.teardown(&row).await;
+                } else {
+                    this.converge(row).await;
+                }
+                this.inner.inflight.lock().expect("inflight lock").remove(&key);
+                this.wake();
+            });
+        }
+        self.finish_endpoint_deletes().await;
+        self.publish_routes().await;
+    }
+
+    async fn converge(&self, row: DeploymentRow) {
+        let result = self.try_converge(&row).await;
+        let (state, message) = match &result {
+            Ok(()) => (ProvisioningState::Succeeded, None),
+            Err(m) => (ProvisioningState::Failed, Some(m.as_str())),
+        };
+        if let Some(m) = message {
+            tracing::warn!(endpoint = %row.endpoint, deployment = %row.name, reason = %m, "deployment failed");
+        }
+        let key = (row.workspace.as_str(), row.endpoint.as_str(), row.name.as_str());
+        if let Err(e) = self
+            .inner
+            .store
+            .set_deployment_state(key, row.generation, state.as_str(), message, &clock::now_rfc3339())
+            .await
+        {
+            tracing::error!(error = %e, "cannot record deployment state");
+        }
+        self.publish_routes().await;
+    }
+
+    async fn try_converge(&self, row: &DeploymentRow) -> Result<(), String> {
+        let spec: OnlineDeploymentSpec =
+            serde_json::from_str(&row.spec_json).map_err(|e| format!("stored spec unreadable: {e}"))?;
+        let valid = validate::deployment(&spec)
+            .map_err(|errs| errs.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))?;
+        let model = self
+            .inner
+            .store
+            .get_model(&row.workspace, &row.model_name, &row.model_version)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("model {}:{} no longer exists", row.model_name, row.model_version))?;
+        let format = match model.model_type.as_str() {
+            "triton_model" => "triton",
+            "mlflow_model" => "mlflow",
+            other => return Err(format!("model type {other} cannot be served natively")),
+        };
+        let dir = self
+            .inner
+            .artifacts
+            .path_of(&model.artifact, &model.path)
+            .ok_or("model artifact reference is malformed")?;
+        let spec = self.replica_set(row, &valid, format, dir);
+        let id = spec.id.clone();
+        self.inner.backend.apply(spec).await.map_err(|e| e.to_string())?;
+        self.inner.backend.wait_ready(&id, self.inner.launch.ready_timeout).await.map_err(|e| e.to_string())
+    }
+
+    fn replica_set(
+        &self,
+        row: &DeploymentRow,
+        valid: &ValidDeployment,
+        format: &str,
+        model_dir: PathBuf,
+    ) -> ReplicaSetSpec {
+        let launch = &self.inner.launch;
+        let res = valid.instance_type.resources;
+        let threads = (res.cpu_millis / 1000).max(1).to_string();
+        let mut env: std::collections::BTreeMap<String, String> = valid.environment_variables.clone();
+        // As in Azure ML: the registered folder's parent, so its basename is kept below it.
+        if let Some(parent) = model_dir.parent() {
+            env.insert("AZUREML_MODEL_DIR".into(), parent.display().to_string());
+        }
+        env.insert("ORT_DYLIB_PATH".into(), launch.onnxruntime.display().to_string());
+        let args = vec![
+            "replica".into(),
+            "--model-dir".into(),
+            model_dir.display().to_string(),
+            "--format".into(),
+            format.into(),
+            "--onnxruntime".into(),
+            launch.onnxruntime.display().to_string(),
+            "--intra-op-threads".into(),
+            threads.clone(),
+            "--inference-threads".into(),
+            valid.max_concurrent_requests_per_instance.min(res.cpu_millis.div_ceil(1000).max(1)).to_string(),
+        ];
+        ReplicaSetSpec {
+            id: replica_set_id(&row.workspace, &row.endpoint, &row.name),
+            generation: row.generation as u64,
+            instance_count: valid.instance_count,
+            command: ReplicaCommand { program: launch.program.clone(), args, env, cwd: launch.work_dir.clone() },
+            resources: ResourceRequest { cpu_millis: res.cpu_millis, memory_bytes: res.memory_bytes, gpus: res.gpus },
+        }
+    }
+
+    async fn teardown(&self, row: &DeploymentRow) {
+        self.inner.backend.remove(&replica_set_id(&row.workspace, &row.endpoint, &row.name)).await;
+        if let Err(e) = self.inner.store.delete_deployment(&row.workspace, &row.endpoint, &row.name).await {
+            tracing::error!(error = %e, "cannot delete deployment row");
+        }
+        self.publish_routes().await;
+    }
+
+    /// Endpoints marked Deleting disappear once their last deployment is gone.
+    async fn finish_endpoint_deletes(&self) {
+        let Ok(endpoints) = self.inner.store.list_endpoints(None).await else { return };
+        for ep in endpoints.iter().filter(|e| e.provisioning_state == ProvisioningState::Deleting.as_str()) {
+            let remaining =
+                self.inner.store.list_deployments(Some((&ep.workspace, &ep.name))).await.map(|d| d.len()).unwrap_or(1);
+            if remaining == 0 {
+                let _ = self.inner.store.delete_endpoint(&ep.workspace, &ep.name).await;
+            }
+        }
+    }
+
+    /// Rebuilds the gateway's routing table from the store and publishes it.
+    pub async fn publish_routes(&self) {
+        let _serial = self.inner.publish_lock.lock().await;
+        match self.build_routes().await {
+            Ok(table) => {
+                self.inner.routes.send_replace(Arc::new(table));
+            }
+            Err(e) => tracing::error!(error = %e, "cannot build routing table"),
+        }
+    }
+
+    async fn build_routes(&self) -> Result<RoutingTable, sluice_store::StoreError> {
+        let store = &self.inner.store;
+        let deleting = ProvisioningState::Deleting.as_str();
+        let mut endpoints = HashMap::new();
+        for ep in store.list_endpoints(None).await?.into_iter().filter(|e| e.provisioning_state != deleting) {
+            let Ok(spec) = serde_json::from_str::<OnlineEndpointSpec>(&ep.spec_json) else { continue };
+            let hash = |enc: &str| self.inner.secrets.decrypt(enc).map(|k| key_hash(&k)).unwrap_or([0xff; 32]);
+            let mut deployments = HashMap::new();
+            for d in store
+                .list_deployments(Some((&ep.workspace, &ep.name)))
+                .await?
+                .into_iter()
+                .filter(|d| d.provisioning_state != deleting)
+            {
+                let timeout = serde_json::from_str::<OnlineDeploymentSpec>(&d.spec_json)
+                    .map_or(5000, |s| s.request_settings.request_timeout_ms);
+                let replica_set = replica_set_id(&d.workspace, &d.endpoint, &d.name).0;
+                deployments.insert(d.name, DeploymentRoute { replica_set, request_timeout_ms: timeout });
+            }
+            let traffic = spec
+                .traffic
+                .iter()
+                .filter_map(|(k, v)| Some((k.clone(), u32::try_from(v.as_i64()?).ok()?)))
+                .filter(|(k, w)| *w > 0 && deployments.contains_key(k))
+                .collect();
+            let route = EndpointRoute {
+                uid: ep.uid.clone(),
+                auth_mode: spec.auth_mode.into(),
+                key_hashes: [hash(&ep.primary_key_enc), hash(&ep.secondary_key_enc)],
+                traffic,
+                deployments,
+            };
+            endpoints.insert(ep.name, route);
+        }
+        Ok(RoutingTable { endpoints })
+    }
+}

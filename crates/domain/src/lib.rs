@@ -1,0 +1,92 @@
+//! The user's model: names, references, traffic, instance types and their rules. No IO.
+//!
+//! Every rule a resource must obey lives here as a constructor that either returns a validated
+//! value or a [`RuleError`] saying what is expected. Wire formats (YAML, JSON) live in
+//! `sluice-api`, which maps its fields onto these constructors.
+
+mod instance_type;
+mod names;
+mod references;
+mod resources;
+mod traffic;
+
+pub use instance_type::{InstanceType, Resources};
+pub use names::{ModelName, ModelVersion, ResourceName};
+pub use references::ModelRef;
+pub use resources::{ValidDeployment, ValidEndpoint};
+pub use traffic::Traffic;
+
+/// A value broke a rule; the message says what is expected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct RuleError(pub String);
+
+impl RuleError {
+    pub fn new(message: impl Into<String>) -> Self {
+        RuleError(message.into())
+    }
+}
+
+/// How a data-plane caller proves who it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AuthMode {
+    Key,
+    AmlToken,
+    AadToken,
+}
+
+/// What kind of files a model version holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ModelType {
+    CustomModel,
+    MlflowModel,
+    TritonModel,
+}
+
+/// Where a resource is in its lifecycle, as Azure ML reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProvisioningState {
+    Creating,
+    Updating,
+    Succeeded,
+    Failed,
+    Deleting,
+}
+
+impl ProvisioningState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Creating => "Creating",
+            Self::Updating => "Updating",
+            Self::Succeeded => "Succeeded",
+            Self::Failed => "Failed",
+            Self::Deleting => "Deleting",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "Creating" => Self::Creating,
+            "Updating" => Self::Updating,
+            "Succeeded" => Self::Succeeded,
+            "Failed" => Self::Failed,
+            "Deleting" => Self::Deleting,
+            _ => return None,
+        })
+    }
+
+    /// Whether the reconciler has finished with the resource.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed)
+    }
+}
+
+/// Limits from Azure ML that Sluice keeps.
+pub mod limits {
+    /// Deployments one endpoint may hold.
+    pub const MAX_DEPLOYMENTS_PER_ENDPOINT: usize = 20;
+    /// Replicas one deployment may ask for.
+    pub const MAX_INSTANCE_COUNT: u32 = 50;
+    /// Largest `request_timeout_ms` (managed endpoints allow 180 s).
+    pub const MAX_REQUEST_TIMEOUT_MS: u64 = 180_000;
+}

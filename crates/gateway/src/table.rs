@@ -1,0 +1,76 @@
+//! The routing view the control plane publishes: endpoints, their credentials and traffic.
+
+use sluice_domain::AuthMode;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Ready replica addresses per replica set, as the backend publishes them.
+pub type ReplicaAddrs = Arc<HashMap<String, Vec<SocketAddr>>>;
+
+/// Everything the gateway needs to serve every endpoint; replaced whole on each change.
+#[derive(Debug, Default)]
+pub struct RoutingTable {
+    pub endpoints: HashMap<String, EndpointRoute>,
+}
+
+#[derive(Debug)]
+pub struct EndpointRoute {
+    /// Changes when an endpoint is deleted and created again; tokens are bound to it.
+    pub uid: String,
+    pub auth_mode: AuthMode,
+    /// SHA-256 of the primary and secondary keys: the gateway never holds a key itself.
+    pub key_hashes: [[u8; 32]; 2],
+    /// Deployments with a positive weight, in a stable order.
+    pub traffic: Vec<(String, u32)>,
+    pub deployments: HashMap<String, DeploymentRoute>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DeploymentRoute {
+    /// The backend's replica-set id.
+    pub replica_set: String,
+    pub request_timeout_ms: u64,
+}
+
+impl EndpointRoute {
+    /// Picks a deployment by weight; `roll` is uniform in `0..100`.
+    pub fn pick_weighted(&self, roll: u32) -> Option<&str> {
+        let total: u32 = self.traffic.iter().map(|(_, w)| w).sum();
+        if total == 0 {
+            return None;
+        }
+        let mut point = roll % total;
+        for (name, w) in &self.traffic {
+            if point < *w {
+                return Some(name);
+            }
+            point -= w;
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(traffic: &[(&str, u32)]) -> EndpointRoute {
+        EndpointRoute {
+            uid: "u".into(),
+            auth_mode: AuthMode::Key,
+            key_hashes: [[0; 32]; 2],
+            traffic: traffic.iter().map(|(n, w)| (n.to_string(), *w)).collect(),
+            deployments: HashMap::new(),
+        }
+    }
+
+    #[test]
+    fn weighted_pick_covers_each_share_exactly() {
+        let r = route(&[("blue", 90), ("green", 10)]);
+        let greens = (0..100).filter(|i| r.pick_weighted(*i) == Some("green")).count();
+        assert_eq!(greens, 10);
+        assert_eq!(route(&[]).pick_weighted(5), None);
+        assert_eq!(route(&[("blue", 0)]).pick_weighted(5), None);
+    }
+}

@@ -1,0 +1,120 @@
+//! Server configuration: built-in defaults < config file < environment < flags.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(clap::Args, Debug, Default)]
+pub struct ServerArgs {
+    /// Address for the management API and the gateway [default: 127.0.0.1:8080]
+    #[arg(long, env = "SLUICE_ADDR")]
+    pub addr: Option<SocketAddr>,
+    /// YAML config file (keys: addr, public_url, onnxruntime, token_lifetime_s)
+    #[arg(long, env = "SLUICE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// URL clients use to reach this server, for scoring_uri [default: http://<addr>]
+    #[arg(long, env = "SLUICE_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// ONNX Runtime shared library; found or provisioned automatically when absent
+    #[arg(long, env = "ORT_DYLIB_PATH")]
+    pub onnxruntime: Option<PathBuf>,
+}
+
+/// The config file's shape.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    addr: Option<SocketAddr>,
+    public_url: Option<String>,
+    onnxruntime: Option<PathBuf>,
+    token_lifetime_s: Option<i64>,
+}
+
+/// Settings after merging every source.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    pub public_url: Option<String>,
+    pub onnxruntime: Option<PathBuf>,
+    pub token_lifetime_s: i64,
+    pub cache_dir: PathBuf,
+}
+
+impl Settings {
+    /// `data_dir` comes from the global `--data-dir` / `SLUICE_DATA_DIR` (the CLI shares it);
+    /// `env_cache` is `SLUICE_CACHE`, `home` is `HOME`: passed in so tests give their own.
+    pub fn resolve(
+        args: ServerArgs,
+        data_dir: PathBuf,
+        env_cache: Option<PathBuf>,
+        home: Option<PathBuf>,
+    ) -> Result<Self, String> {
+        let file = match &args.config {
+            Some(p) => read_file(p)?,
+            None => FileConfig::default(),
+        };
+        let token_lifetime_s = file.token_lifetime_s.unwrap_or(24 * 3600);
+        if !(1..=30 * 24 * 3600).contains(&token_lifetime_s) {
+            return Err(format!("config token_lifetime_s is {token_lifetime_s}: expected 1 to 2592000 seconds"));
+        }
+        let cache_dir = env_cache
+            .or_else(|| home.map(|h| h.join(".cache/sluice")))
+            .unwrap_or_else(|| PathBuf::from(".sluice-cache"));
+        Ok(Self {
+            addr: args.addr.or(file.addr).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            data_dir,
+            public_url: args.public_url.or(file.public_url),
+            onnxruntime: args.onnxruntime.or(file.onnxruntime),
+            token_lifetime_s,
+            cache_dir,
+        })
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+    let de = serde_yaml::Deserializer::from_str(&text);
+    serde::Deserialize::deserialize(de).map_err(|e| format!("config file {}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_beat_file_beats_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.yaml");
+        std::fs::write(&file, "addr: 127.0.0.1:9000\npublic_url: http://sluice.example\n").unwrap();
+        let args = ServerArgs {
+            addr: Some("127.0.0.1:7000".parse().unwrap()),
+            config: Some(file.clone()),
+            ..Default::default()
+        };
+        let s = Settings::resolve(args, "d".into(), None, Some("/home/u".into())).unwrap();
+        assert_eq!(s.addr.port(), 7000);
+        assert_eq!(s.public_url.as_deref(), Some("http://sluice.example"));
+        assert_eq!(s.cache_dir, PathBuf::from("/home/u/.cache/sluice"));
+        let s = Settings::resolve(ServerArgs::default(), "d".into(), Some("/c".into()), None).unwrap();
+        assert_eq!((s.addr.port(), s.cache_dir.clone()), (8080, PathBuf::from("/c")));
+    }
+
+    #[test]
+    fn bad_config_files_name_the_problem() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.yaml");
+        std::fs::write(&file, "adr: 1\n").unwrap();
+        let err = Settings::resolve(ServerArgs { config: Some(file), ..Default::default() }, "d".into(), None, None)
+            .unwrap_err();
+        assert!(err.contains("unknown field `adr`"), "{err}");
+        let err = Settings::resolve(
+            ServerArgs { config: Some(dir.path().join("missing")), ..Default::default() },
+            "d".into(),
+            None,
+            None,
+        )
+        .unwrap_err();
+        assert!(err.contains("cannot read config file"), "{err}");
+    }
+}

@@ -1,0 +1,51 @@
+//! `sluice`: the server, the replica process it starts, and the CLI, in one binary.
+
+mod config;
+mod server;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "sluice", version, about = "Self-hosted model serving with Azure ML-compatible endpoints")]
+struct Cli {
+    #[command(flatten)]
+    global: sluice_cli::GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the server: management API, gateway, store and replicas, on one address.
+    Server(config::ServerArgs),
+    /// Run one replica (started by the server; not for direct use).
+    #[command(hide = true)]
+    Replica(sluice_runtime::ReplicaArgs),
+    /// Print the management API's OpenAPI document.
+    Openapi,
+    #[command(flatten)]
+    Client(sluice_cli::Command),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Server(args) => server::main(args, cli.global.data_dir),
+        Command::Replica(args) => sluice_runtime::replica_main(args),
+        Command::Openapi => {
+            println!("{}", sluice_control::openapi_json());
+            ExitCode::SUCCESS
+        }
+        Command::Client(c) => {
+            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: cannot start: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            rt.block_on(sluice_cli::run(cli.global, c))
+        }
+    }
+}

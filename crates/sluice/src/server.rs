@@ -1,0 +1,151 @@
+//! `sluice server`: wiring only. Opens the data directory, the store and the runtime library,
+//! then serves the management API and the gateway on one listener.
+
+use crate::config::{ServerArgs, Settings};
+use anyhow::Context;
+use sluice_backend::{LocalBackend, LocalBackendConfig};
+use sluice_control::secrets::{Secrets, load_or_create_key, new_credential, write_private};
+use sluice_control::{ArtifactStore, Control, Reconciler, ReplicaLaunch};
+use sluice_gateway::GatewayState;
+use sluice_gateway::auth::{TokenSigner, key_hash};
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Largest scoring request the gateway accepts.
+const MAX_SCORING_BODY_BYTES: usize = 100 << 20;
+
+pub fn main(args: ServerArgs, data_dir: std::path::PathBuf) -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let settings = match Settings::resolve(
+        args,
+        data_dir,
+        std::env::var_os("SLUICE_CACHE").map(Into::into),
+        std::env::var_os("HOME").map(Into::into),
+    ) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(serve(settings)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Reads the admin credential, creating and announcing it on first start.
+fn admin_credential(data_dir: &Path) -> anyhow::Result<String> {
+    let path = data_dir.join("admin-token");
+    match std::fs::read_to_string(&path) {
+        Ok(t) if !t.trim().is_empty() => Ok(t.trim().to_owned()),
+        _ => {
+            let token = new_credential();
+            write_private(&path, token.as_bytes()).with_context(|| format!("cannot write {}", path.display()))?;
+            println!("Admin token (shown once; also in {}): {token}", path.display());
+            Ok(token)
+        }
+    }
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let data_dir = &settings.data_dir;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+    let data_dir = data_dir.canonicalize()?;
+    let admin = admin_credential(&data_dir)?;
+    let master = load_or_create_key(&data_dir.join("secrets/master.key")).context("master key")?;
+    let token_key = load_or_create_key(&data_dir.join("secrets/token.key")).context("token key")?;
+    let store = sluice_store::Store::open(&data_dir.join("sluice.db")).await.context("cannot open the store")?;
+
+    let onnxruntime = match &settings.onnxruntime {
+        Some(p) if p.is_file() => p.clone(),
+        Some(p) => anyhow::bail!("ONNX Runtime library {} does not exist", p.display()),
+        None => {
+            let cache = settings.cache_dir.clone();
+            tokio::task::spawn_blocking(move || sluice_runtime::locate_or_provision_onnxruntime(&cache)).await??
+        }
+    };
+
+    let backend = LocalBackend::new(LocalBackendConfig::new(data_dir.join("logs")));
+    let artifacts = ArtifactStore::new(data_dir.join("artifacts"));
+    let secrets = Arc::new(Secrets::new(&master));
+    let tokens = TokenSigner::new(token_key.to_vec());
+    let launch = ReplicaLaunch {
+        program: std::env::current_exe().context("cannot find the sluice binary")?,
+        onnxruntime,
+        work_dir: data_dir.clone(),
+        ready_timeout: Duration::from_secs(120),
+    };
+    let (reconciler, routes) =
+        Reconciler::new(store.clone(), backend.clone(), artifacts.clone(), secrets.clone(), launch);
+
+    let listener = tokio::net::TcpListener::bind(settings.addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.addr))?;
+    let local = listener.local_addr()?;
+    let public_url = settings.public_url.clone().unwrap_or_else(|| format!("http://{local}"));
+    let control = Arc::new(Control {
+        store,
+        artifacts,
+        backend: backend.clone(),
+        secrets,
+        tokens: tokens.clone(),
+        admin_hash: key_hash(&admin),
+        public_url: public_url.clone(),
+        reconciler: reconciler.clone(),
+        token_lifetime_s: settings.token_lifetime_s,
+    });
+    reconciler.publish_routes().await;
+    tokio::spawn(reconciler.run());
+
+    let gateway = GatewayState::new(routes, backend.endpoints(), tokens);
+    let app = sluice_control::router(control)
+        .merge(
+            sluice_gateway::router(gateway)
+                .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_SCORING_BODY_BYTES)),
+        )
+        .route("/healthz", axum::routing::get(|| async { "ok" }));
+
+    // One machine-readable line for scripts and tests, then the human one.
+    println!("SLUICE_LISTENING {public_url}");
+    println!("Sluice is serving on {public_url} (data directory {})", data_dir.display());
+    tracing::info!(addr = %local, "listening");
+    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    tracing::info!("stopping replicas");
+    backend.shutdown().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The test command (README): provisions what the tests need, then runs every test.
+#   - ONNX Runtime's shared library, from the PyPI wheel onnxruntime==1.31.1 (no other source
+#     builds offline here), into $SLUICE_CACHE;
+#   - a Python venv with tritonclient, onnxruntime and friends, for the client checks;
+#   - then `cargo test --workspace`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export SLUICE_CACHE="${SLUICE_CACHE:-$HOME/.cache/sluice}"
+mkdir -p "$SLUICE_CACHE"
+
+command -v python3 >/dev/null || { echo "error: python3 is required (apt-get install python3 python3-venv)" >&2; exit 1; }
+python3 -c 'import venv, ensurepip' 2>/dev/null || {
+  echo "installing python3-venv" >&2
+  apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null
+}
+
+SLUICE_TEST_PYTHON="$(bash scripts/python-env.sh | tail -n 1)/bin/python"
+export SLUICE_TEST_PYTHON
+# The server provisions ONNX Runtime by itself too; doing it once here keeps test output quiet.
+ORT_DYLIB_PATH="$("$SLUICE_TEST_PYTHON" - <<'PY'
+import onnxruntime, os, glob
+print(sorted(glob.glob(os.path.join(os.path.dirname(onnxruntime.__file__), "capi", "libonnxruntime.so.*")))[-1])
+PY
+)"
+export ORT_DYLIB_PATH
+
+cargo test --workspace "$@"
