@@ -1,0 +1,168 @@
+//! KServe v2 / Open Inference Protocol REST handlers: health, server and model metadata, inference.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, HeaderValue, header};
+use serde::Serialize;
+use serde_json::json;
+
+use super::errors::{Envelope, ErrorResponse};
+use super::v2_wire::{decode_request, encode_response};
+use super::{AppState, binary, body_or_error, offload};
+use crate::error::InferError;
+use crate::infer::check_job;
+use crate::model::{LoadedModel, TensorSpec};
+
+/// The extensions this server implements, as listed by `GET /v2`.
+pub const EXTENSIONS: [&str; 1] = ["binary_tensor_data"];
+
+pub async fn live() -> Json<serde_json::Value> {
+    Json(json!({ "live": true }))
+}
+
+/// Models are loaded before the listener is bound, so a replica that answers is ready.
+pub async fn ready() -> Json<serde_json::Value> {
+    Json(json!({ "ready": true }))
+}
+
+pub async fn server_metadata() -> Json<serde_json::Value> {
+    Json(json!({
+        "name": "sluice",
+        "version": env!("CARGO_PKG_VERSION"),
+        "extensions": EXTENSIONS,
+    }))
+}
+
+/// Finds a model, and checks the version when the path names one.
+pub(crate) fn find_model<'a>(
+    state: &'a AppState,
+    name: &str,
+    version: Option<&str>,
+) -> Result<&'a Arc<LoadedModel>, InferError> {
+    let model = state.models.get(name).ok_or_else(|| {
+        let names: Vec<&str> = state.models.iter().map(|m| m.info.name.as_str()).collect();
+        InferError::not_found(format!("unknown model '{name}' (models: {})", names.join(", ")))
+    })?;
+    match version {
+        Some(v) if v != model.info.version => Err(InferError::not_found(format!(
+            "model '{name}' has no version '{v}' (serving version {})",
+            model.info.version
+        ))),
+        _ => Ok(model),
+    }
+}
+
+#[derive(Serialize)]
+struct TensorMetadata<'a> {
+    name: &'a str,
+    datatype: &'static str,
+    shape: &'a [i64],
+}
+
+#[derive(Serialize)]
+struct ModelMetadata<'a> {
+    name: &'a str,
+    versions: [&'a str; 1],
+    platform: &'a str,
+    inputs: Vec<TensorMetadata<'a>>,
+    outputs: Vec<TensorMetadata<'a>>,
+}
+
+fn metadata(model: &LoadedModel) -> Response {
+    let info = &model.info;
+    Json(ModelMetadata {
+        name: &info.name,
+        versions: [&info.version],
+        platform: &info.platform,
+        inputs: tensors(&info.inputs),
+        outputs: tensors(&info.outputs),
+    })
+    .into_response()
+}
+
+fn tensors(specs: &[TensorSpec]) -> Vec<TensorMetadata<'_>> {
+    specs.iter().map(|s| TensorMetadata { name: &s.name, datatype: s.datatype.v2_name(), shape: &s.shape }).collect()
+}
+
+fn v2_error(e: InferError) -> Response {
+    ErrorResponse(Envelope::V2, e).into_response()
+}
+
+pub async fn model_metadata(State(state): State<Arc<AppState>>, Path(model): Path<String>) -> Response {
+    find_model(&state, &model, None).map_or_else(v2_error, |m| metadata(m))
+}
+
+pub async fn model_metadata_versioned(
+    State(state): State<Arc<AppState>>,
+    Path((model, version)): Path<(String, String)>,
+) -> Response {
+    find_model(&state, &model, Some(&version)).map_or_else(v2_error, |m| metadata(m))
+}
+
+fn readiness(model: &LoadedModel) -> Response {
+    Json(json!({ "name": model.info.name, "ready": true })).into_response()
+}
+
+pub async fn model_ready(State(state): State<Arc<AppState>>, Path(model): Path<String>) -> Response {
+    find_model(&state, &model, None).map_or_else(v2_error, |m| readiness(m))
+}
+
+pub async fn model_ready_versioned(
+    State(state): State<Arc<AppState>>,
+    Path((model, version)): Path<(String, String)>,
+) -> Response {
+    find_model(&state, &model, Some(&version)).map_or_else(v2_error, |m| readiness(m))
+}
+
+pub async fn infer(
+    State(state): State<Arc<AppState>>,
+    Path(model): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    run(state, model, None, headers, body).await.unwrap_or_else(v2_error)
+}
+
+pub async fn infer_versioned(
+    State(state): State<Arc<AppState>>,
+    Path((model, version)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    run(state, model, Some(version), headers, body).await.unwrap_or_else(v2_error)
+}
+
+async fn run(
+    state: Arc<AppState>,
+    model: String,
+    version: Option<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, InferError> {
+    let model = Arc::clone(find_model(&state, &model, version.as_deref())?);
+    let body = body_or_error(body, state.max_request_bytes)?;
+    let (json, binary_section) = binary::split_body(&headers, body)?;
+    let size = json.len() + binary_section.len();
+    let decoded = offload(size, move || decode_request(&json, binary_section)).await?;
+    check_job(&model.info, &decoded.job)?;
+    let outputs = state.pool.submit(Arc::clone(&model), decoded.job.clone()).await?;
+    let out_size: usize = outputs.iter().map(|o| o.data.len() * 8).sum();
+    let encoded = offload(out_size, move || encode_response(&model.info, decoded, outputs)).await?;
+    let mut response = encoded.body.into_response();
+    let response_headers = response.headers_mut();
+    match encoded.header_length {
+        Some(length) => {
+            response_headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+            response_headers.insert(binary::HEADER_LENGTH, HeaderValue::from(length));
+        }
+        None => {
+            response_headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        }
+    }
+    Ok(response)
+}

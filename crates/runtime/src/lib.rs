@@ -1,0 +1,24 @@
+//! The replica side of Sluice: loads ONNX models (Triton repository or MLflow layout) and serves them over the
+//! KServe v2 REST protocol and the Azure ML MLflow `/score` contract.
+
+pub mod datatype;
+pub mod error;
+pub mod http;
+pub mod infer;
+pub mod mlflow;
+pub mod mlflow_input;
+pub mod mlflow_output;
+pub mod model;
+pub mod ort_lib;
+mod ort_tensor;
+pub mod pbtxt;
+pub mod pool;
+pub mod replica;
+pub mod tensor;
+pub mod triton;
+
+pub use error::{ErrorCode, InferError, RuntimeError};
+pub use http::{AppState, ServerConfig, router, serve};
+pub use model::{LoadOptions, LoadedModel, ModelFormat, ModelInfo, ModelSet, TensorSpec, load_models};
+pub use ort_lib::{init_onnxruntime, locate_or_provision_onnxruntime};
+pub use replica::{ReplicaArgs, replica_main};

@@ -1,0 +1,272 @@
+//! Host-side tensors: typed flat buffers, decoded from JSON (flat or nested) and encoded back to JSON.
+
+use serde::ser::{Serialize, SerializeSeq, Serializer};
+use serde_json::Value;
+
+use crate::datatype::DataType;
+
+/// A flat, row-major tensor buffer of one element type.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TensorData {
+    Bool(Vec<bool>),
+    Uint8(Vec<u8>),
+    Uint16(Vec<u16>),
+    Uint32(Vec<u32>),
+    Uint64(Vec<u64>),
+    Int8(Vec<i8>),
+    Int16(Vec<i16>),
+    Int32(Vec<i32>),
+    Int64(Vec<i64>),
+    Fp32(Vec<f32>),
+    Fp64(Vec<f64>),
+    Bytes(Vec<String>),
+}
+
+/// Applies `$body` to the vector inside any `TensorData` variant.
+macro_rules! with_vec {
+    ($data:expr, $v:ident => $body:expr) => {
+        match $data {
+            TensorData::Bool($v) => $body,
+            TensorData::Uint8($v) => $body,
+            TensorData::Uint16($v) => $body,
+            TensorData::Uint32($v) => $body,
+            TensorData::Uint64($v) => $body,
+            TensorData::Int8($v) => $body,
+            TensorData::Int16($v) => $body,
+            TensorData::Int32($v) => $body,
+            TensorData::Int64($v) => $body,
+            TensorData::Fp32($v) => $body,
+            TensorData::Fp64($v) => $body,
+            TensorData::Bytes($v) => $body,
+        }
+    };
+}
+
+/// A named tensor with its shape.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NamedTensor {
+    pub name: String,
+    pub shape: Vec<i64>,
+    pub data: TensorData,
+}
+
+impl TensorData {
+    pub fn datatype(&self) -> DataType {
+        match self {
+            Self::Bool(_) => DataType::Bool,
+            Self::Uint8(_) => DataType::Uint8,
+            Self::Uint16(_) => DataType::Uint16,
+            Self::Uint32(_) => DataType::Uint32,
+            Self::Uint64(_) => DataType::Uint64,
+            Self::Int8(_) => DataType::Int8,
+            Self::Int16(_) => DataType::Int16,
+            Self::Int32(_) => DataType::Int32,
+            Self::Int64(_) => DataType::Int64,
+            Self::Fp32(_) => DataType::Fp32,
+            Self::Fp64(_) => DataType::Fp64,
+            Self::Bytes(_) => DataType::Bytes,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        with_vec!(self, v => v.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Decodes a JSON `data` value (a flat list, a nested list, or a single scalar) into `datatype`, returning the
+    /// buffer and the shape implied by the nesting. Integral floats (`1.0`) are accepted for integer types.
+    pub fn from_json(datatype: DataType, value: &Value) -> Result<(Self, Vec<usize>), String> {
+        let mut shape = NestedShape::default();
+        let data = match datatype {
+            DataType::Bool => Self::Bool(flatten(value, &mut shape, datatype)?),
+            DataType::Uint8 => Self::Uint8(flatten(value, &mut shape, datatype)?),
+            DataType::Uint16 => Self::Uint16(flatten(value, &mut shape, datatype)?),
+            DataType::Uint32 => Self::Uint32(flatten(value, &mut shape, datatype)?),
+            DataType::Uint64 => Self::Uint64(flatten(value, &mut shape, datatype)?),
+            DataType::Int8 => Self::Int8(flatten(value, &mut shape, datatype)?),
+            DataType::Int16 => Self::Int16(flatten(value, &mut shape, datatype)?),
+            DataType::Int32 => Self::Int32(flatten(value, &mut shape, datatype)?),
+            DataType::Int64 => Self::Int64(flatten(value, &mut shape, datatype)?),
+            DataType::Fp32 => Self::Fp32(flatten(value, &mut shape, datatype)?),
+            DataType::Fp64 => Self::Fp64(flatten(value, &mut shape, datatype)?),
+            DataType::Bytes => Self::Bytes(flatten(value, &mut shape, datatype)?),
+        };
+        Ok((data, shape.dims))
+    }
+
+    /// Keeps the elements `[start, end)`; used to split a batch.
+    pub fn slice(&self, start: usize, end: usize) -> Self {
+        with_vec!(self, v => v.get(start..end).unwrap_or_default().to_vec().into())
+    }
+}
+
+macro_rules! impl_from_vec {
+    ($($t:ty => $variant:ident),+) => {
+        $(impl From<Vec<$t>> for TensorData {
+            fn from(v: Vec<$t>) -> Self {
+                Self::$variant(v)
+            }
+        })+
+    };
+}
+impl_from_vec!(bool => Bool, u8 => Uint8, u16 => Uint16, u32 => Uint32, u64 => Uint64, i8 => Int8, i16 => Int16,
+    i32 => Int32, i64 => Int64, f32 => Fp32, f64 => Fp64, String => Bytes);
+
+impl Serialize for TensorData {
+    /// Serialises as a flat JSON list; non-finite floats become `null` (as serde_json does). FP32 values are
+    /// written widened to f64 (`0.9847031831741333`, as Triton and numpy's `tolist()` do), so clients that parse
+    /// JSON numbers as doubles see exactly the value the model produced.
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if let Self::Fp32(v) = self {
+            let mut seq = serializer.serialize_seq(Some(v.len()))?;
+            for x in v {
+                seq.serialize_element(&f64::from(*x))?;
+            }
+            return seq.end();
+        }
+        with_vec!(self, v => {
+            let mut seq = serializer.serialize_seq(Some(v.len()))?;
+            for x in v {
+                seq.serialize_element(x)?;
+            }
+            seq.end()
+        })
+    }
+}
+
+/// The number of elements a shape holds, or `None` if a dimension is negative or the product overflows.
+pub fn element_count(shape: &[i64]) -> Option<usize> {
+    shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(usize::try_from(d).ok()?))
+}
+
+/// A JSON value that can become one tensor element.
+trait Element: Sized {
+    fn from_json(value: &Value) -> Option<Self>;
+}
+
+fn integral(value: &Value) -> Option<i128> {
+    if let Some(i) = value.as_i64() {
+        return Some(i.into());
+    }
+    if let Some(u) = value.as_u64() {
+        return Some(u.into());
+    }
+    let f = value.as_f64()?;
+    // Integral floats within the range that f64 represents exactly.
+    (f.fract() == 0.0 && f.abs() < 9.007_199_254_740_992e15).then_some(f as i128)
+}
+
+macro_rules! impl_int_element {
+    ($($t:ty),+) => {
+        $(impl Element for $t {
+            fn from_json(value: &Value) -> Option<Self> {
+                integral(value).and_then(|i| <$t>::try_from(i).ok())
+            }
+        })+
+    };
+}
+impl_int_element!(u8, u16, u32, u64, i8, i16, i32, i64);
+
+impl Element for f32 {
+    fn from_json(value: &Value) -> Option<Self> {
+        value.as_f64().map(|f| f as f32)
+    }
+}
+
+impl Element for f64 {
+    fn from_json(value: &Value) -> Option<Self> {
+        value.as_f64()
+    }
+}
+
+impl Element for bool {
+    fn from_json(value: &Value) -> Option<Self> {
+        value.as_bool()
+    }
+}
+
+impl Element for String {
+    fn from_json(value: &Value) -> Option<Self> {
+        value.as_str().map(str::to_owned)
+    }
+}
+
+/// The shape implied by nested lists, checked to be rectangular while flattening.
+#[derive(Default)]
+struct NestedShape {
+    dims: Vec<usize>,
+    /// The depth at which scalars sit, once one has been seen.
+    leaf_depth: Option<usize>,
+}
+
+fn describe(value: &Value) -> String {
+    let text = value.to_string();
+    if text.len() > 40 {
+        let cut = (0..=40).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
+        format!("{}...", &text[..cut])
+    } else {
+        text
+    }
+}
+
+fn flatten<T: Element>(value: &Value, shape: &mut NestedShape, datatype: DataType) -> Result<Vec<T>, String> {
+    let mut out = Vec::new();
+    flatten_into(value, 0, shape, datatype, &mut out)?;
+    Ok(out)
+}
+
+fn flatten_into<T: Element>(
+    value: &Value,
+    depth: usize,
+    shape: &mut NestedShape,
+    datatype: DataType,
+    out: &mut Vec<T>,
+) -> Result<(), String> {
+    match value {
+        Value::Array(items) => {
+            match shape.dims.get(depth) {
+                Some(&len) if len != items.len() => {
+                    return Err(format!(
+                        "nested lists are ragged: a list at depth {} has {} elements, an earlier one has {len}",
+                        depth + 1,
+                        items.len()
+                    ));
+                }
+                Some(_) => {}
+                None if shape.leaf_depth.is_some_and(|d| d <= depth) => {
+                    return Err("nested lists are ragged: lists and scalars are mixed at the same depth".to_owned());
+                }
+                None => shape.dims.push(items.len()),
+            }
+            out.reserve(items.len());
+            for item in items {
+                flatten_into(item, depth + 1, shape, datatype, out)?;
+            }
+            Ok(())
+        }
+        scalar => {
+            match shape.leaf_depth {
+                Some(d) if d != depth => {
+                    return Err("nested lists are ragged: lists and scalars are mixed at the same depth".to_owned());
+                }
+                Some(_) => {}
+                None if shape.dims.len() > depth => {
+                    return Err("nested lists are ragged: lists and scalars are mixed at the same depth".to_owned());
+                }
+                None => shape.leaf_depth = Some(depth),
+            }
+            let element = T::from_json(scalar).ok_or_else(|| {
+                format!("element {} is {}, which is not a valid {datatype} value", out.len(), describe(scalar))
+            })?;
+            out.push(element);
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "tensor_tests.rs"]
+mod tests;
