@@ -125,6 +125,11 @@ fn write_atomically(source: &mut impl Read, target: &Path) -> io::Result<()> {
     let mut temp = tempfile::Builder::new().prefix(".partial-").tempfile_in(parent)?;
     io::copy(source, &mut temp)?;
     temp.as_file_mut().flush()?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        temp.as_file().set_permissions(fs::Permissions::from_mode(0o644))?;
+    }
     temp.as_file().sync_all()?;
     temp.persist(target).map_err(|e| e.error)?;
     Ok(())

@@ -19,11 +19,18 @@ use crate::mlflow_output::format_predictions;
 
 /// `POST /score`: the body is `{"input_data": ..., "params"?: ...}`; the answer is a bare JSON array (records for
 /// DataFrame input) or, for tensor input to a model with several outputs, an object of named outputs.
+///
+/// A Triton-style repository with one model has no MLflow signature: its scoring URI takes the same KServe v2
+/// infer body as `/v2/models/<model>/infer`, so `online-endpoint invoke` works for it too.
 pub async fn score(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    if let Some(model) = state.models.single().filter(|m| m.info.mlflow.is_none()) {
+        let name = model.info.name.clone();
+        return super::v2::infer(State(state), axum::extract::Path(name), headers, body).await;
+    }
     match predict(&state, &headers, body, Envelope::Azure).await {
         Ok(predictions) => Json(predictions).into_response(),
         Err(e) => ErrorResponse(Envelope::Azure, e).into_response(),

@@ -61,7 +61,7 @@ impl Server {
     }
 
     pub fn client(&self) -> sluice_client::SluiceClient {
-        sluice_client::SluiceClient::new(&self.url, Some(self.admin_token()))
+        sluice_client::SluiceClient::new(&self.url, Some(self.admin_token())).expect("client")
     }
 
     /// Runs `sluice <args>` as a user on the same machine would: it finds the server and the
@@ -109,11 +109,66 @@ impl Drop for Server {
 
 /// Deploys the iris example (model, key endpoint, blue deployment with all traffic) via the CLI.
 pub fn deploy_iris(server: &Server) {
-    server.cli_ok(&["model", "create", "--name", "iris", "--version", "1", "--type", "triton_model", "--path", "examples/iris/model_repository"]);
+    server.cli_ok(&[
+        "model",
+        "create",
+        "--name",
+        "iris",
+        "--version",
+        "1",
+        "--type",
+        "triton_model",
+        "--path",
+        "examples/iris/model_repository",
+    ]);
     server.cli_ok(&["online-endpoint", "create", "--file", "examples/iris/endpoint.yml"]);
     server.cli_ok(&["online-deployment", "create", "--file", "examples/iris/blue-deployment.yml", "--all-traffic"]);
 }
 
 pub fn http() -> reqwest::Client {
     reqwest::Client::new()
+}
+
+/// The primary key of a key-auth endpoint, via the CLI.
+pub fn primary_key(server: &Server, endpoint: &str) -> String {
+    let out = server.cli_ok(&["online-endpoint", "get-credentials", "--name", endpoint]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("credentials JSON");
+    v["primaryKey"].as_str().expect("primaryKey").to_owned()
+}
+
+/// POSTs a JSON body to the data plane.
+pub async fn post_json(url: &str, bearer: Option<&str>, body: &[u8]) -> (u16, String) {
+    let mut req = http().post(url).header("content-type", "application/json").body(body.to_vec());
+    if let Some(b) = bearer {
+        req = req.header("authorization", format!("Bearer {b}"));
+    }
+    let resp = req.send().await.expect("data plane reachable");
+    let status = resp.status().as_u16();
+    (status, resp.text().await.unwrap_or_default())
+}
+
+/// Polls until `url` answers 200 (replicas take a moment after a restart).
+pub async fn wait_for_200(url: &str, bearer: &str, body: &[u8]) -> (u16, String) {
+    let mut last = (0, String::new());
+    for _ in 0..240 {
+        last = post_json(url, Some(bearer), body).await;
+        if last.0 == 200 {
+            return last;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    last
+}
+
+/// The Python with tritonclient and onnxruntime: `SLUICE_TEST_PYTHON` (set by scripts/test.sh),
+/// else the venv that scripts/python-env.sh creates or reuses.
+pub fn test_python() -> PathBuf {
+    if let Some(p) = std::env::var_os("SLUICE_TEST_PYTHON") {
+        return p.into();
+    }
+    let out =
+        Command::new("bash").arg(repo().join("scripts/python-env.sh")).output().expect("run scripts/python-env.sh");
+    assert!(out.status.success(), "python-env.sh failed: {}", String::from_utf8_lossy(&out.stderr));
+    let venv = String::from_utf8_lossy(&out.stdout).lines().last().expect("venv path").trim().to_owned();
+    PathBuf::from(venv).join("bin/python")
 }

@@ -1,0 +1,8 @@
+//! Integration tests: the real `sluice` binary on 127.0.0.1:0, driven by the real CLI, the typed
+//! client, plain HTTP and the Python `tritonclient` package.
+
+mod auth;
+mod durability;
+mod harness;
+mod validation;
+mod walkthrough;
