@@ -50,6 +50,15 @@ pub struct OnlineEndpoint {
     pub auth_mode: AuthModeWire,
     pub traffic: BTreeMap<String, u32>,
     pub mirror_traffic: BTreeMap<String, u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compute: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Object)]
+    pub identity: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_network_access: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
     pub provisioning_state: String,
     pub scoring_uri: String,
     pub openapi_uri: String,

@@ -9,9 +9,11 @@ pub fn from_str<T: DeserializeOwned>(text: &str) -> Result<T, FieldError> {
     let de = serde_yaml::Deserializer::from_str(text);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
-        let inner = e.into_inner();
+        let inner = e.into_inner().to_string();
         let field = if path == "." { String::new() } else { path };
-        FieldError { field, message: inner.to_string() }
+        // serde_yaml already starts its message with the path; say it once.
+        let message = inner.strip_prefix(&format!("{field}: ")).map(str::to_owned).unwrap_or(inner);
+        FieldError { field, message }
     })
 }
 

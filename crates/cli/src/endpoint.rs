@@ -233,10 +233,10 @@ pub(crate) fn spec_of(e: &OnlineEndpoint) -> OnlineEndpointSpec {
         auth_mode: e.auth_mode,
         traffic: weights(&e.traffic),
         mirror_traffic: weights(&e.mirror_traffic),
-        compute: None,
-        identity: None,
-        public_network_access: None,
-        kind: None,
+        compute: e.compute.clone(),
+        identity: e.identity.clone(),
+        public_network_access: e.public_network_access.clone(),
+        kind: e.kind.clone(),
     }
 }
 

@@ -67,6 +67,43 @@ async fn iris_walkthrough_scores_like_onnxruntime() {
     );
 }
 
+#[tokio::test]
+async fn deleting_stops_replicas_and_frees_the_endpoint() {
+    let server = Server::start();
+    deploy_iris(&server);
+    assert_eq!(replica_processes(&server), 1);
+
+    // A deployment that takes live traffic is not deleted out from under its clients.
+    let out = server.cli(&["online-deployment", "delete", "--name", "blue", "--endpoint-name", "iris-ep", "--yes"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("traffic"), "{}", String::from_utf8_lossy(&out.stderr));
+
+    server.cli_ok(&["online-endpoint", "update", "--name", "iris-ep", "--traffic", "blue=0"]);
+    let key = primary_key(&server, "iris-ep");
+    let body = std::fs::read(repo().join("examples/iris/request.json")).unwrap();
+    let (status, text) = post_json(&format!("{}/endpoints/iris-ep/score", server.url), Some(&key), &body).await;
+    assert_eq!(status, 404, "no deployment has traffic: {text}");
+    assert!(text.contains("no deployment with traffic"), "{text}");
+
+    server.cli_ok(&["online-deployment", "delete", "--name", "blue", "--endpoint-name", "iris-ep", "--yes"]);
+    assert_eq!(replica_processes(&server), 0, "the replica stopped with its deployment");
+    server.cli_ok(&["online-endpoint", "delete", "--name", "iris-ep", "--yes"]);
+    let err = server.client().get_endpoint("iris-ep").await.unwrap_err();
+    assert!(err.is_not_found(), "{err}");
+    assert_eq!(post_json(&format!("{}/endpoints/iris-ep/score", server.url), Some(&key), &body).await.0, 401);
+}
+
+/// Live `sluice replica` processes serving models from this server's data directory.
+fn replica_processes(server: &Server) -> usize {
+    let needle = server.data_dir.to_string_lossy().into_owned();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(" replica ") && c.contains(&needle))
+        .count()
+}
+
 /// Labels equal, probabilities within float tolerance, whatever the order of outputs.
 fn assert_outputs_match(got: &serde_json::Value, expected: &serde_json::Value) {
     let find = |v: &serde_json::Value, name: &str| -> Vec<f64> {

@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# Sluice beside its peers, in one run, under the peer kit's pinning and load (see bench/README.md).
+#
+#   bash bench/run.sh                      # full run: 20 s per concurrency level
+#   DURATION=3 WARMUP=1 bash bench/run.sh  # quick check that everything works
+#   bash bench/run.sh setup                # only wrk + the kit's MLServer venv, model, payloads
+#
+# 1. builds the release binary (cargo build --release -p sluice);
+# 2. makes sure of wrk, the ONNX Runtime library, and the peer kit's MLServer venv + model +
+#    payloads (only venv-model and venv-mlserver, with the kit's own commands; not `setup`);
+# 3. measures, one after the other, with the server pinned to $SERVER_CPUS and wrk (1 thread)
+#    pinned to $LOAD_CPUS, each in a private network namespace (`unshare -n`):
+#      sluice-gateway      sluice server + lr deployment, through the gateway with the key
+#      sluice-replica      the replica alone (the difference is the gateway's cost)
+#      mlserver-onnx       via the kit: run_peers.sh bench mlserver-onnx
+#      triton-python-onnx  via the kit, only if its venv is there (WITH_TRITON=1 builds it)
+# 4. writes bench/results/<date>-<host>.jsonl (appended) and bench/results/<date>.md, and prints
+#    the table with the gateway overhead and the sluice/mlserver throughput ratio.
+#
+# Knobs (environment): DURATION (20), WARMUP (5), CONCS (1,32), SERVER_CPUS (1), LOAD_CPUS (0),
+#   BENCH_NICE (-20), NETNS (1), PEERS_ROOT (/tmp/sluice-peers), PEERS (default: mlserver-onnx,
+#   plus triton-python-onnx when /tmp/sluice-peers/venv-pytriton exists), WITH_TRITON (0),
+#   SKIP_BUILD (0), RESULTS_TAG (a word added to the result file names), KIT (the peer kit),
+#   ORT_DYLIB_PATH (default: the Sluice cache's libonnxruntime.so.1.31.1).
+set -euo pipefail
+T0=$SECONDS
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+HERE=$ROOT/bench
+KIT=${KIT:-$ROOT/../shared/bench/peers}
+[ -f "$KIT/bench.py" ] && [ -f "$KIT/run_peers.sh" ] || { echo "error: the peer kit is not at $KIT (set KIT)" >&2; exit 1; }
+KIT=$(cd "$KIT" && pwd)
+
+export DURATION=${DURATION:-20} WARMUP=${WARMUP:-5} CONCS=${CONCS:-1,32}
+export SERVER_CPUS=${SERVER_CPUS:-1} LOAD_CPUS=${LOAD_CPUS:-0} BENCH_NICE=${BENCH_NICE:--20}
+export NETNS=${NETNS:-1}
+export PEERS_ROOT=${PEERS_ROOT:-/tmp/sluice-peers}
+R=$PEERS_ROOT
+UV=$R/tools/bin/uv
+export UV_CACHE_DIR=$R/uv-cache   # as the kit's run_peers.sh
+log() { echo "== [$((SECONDS - T0)) s] $*"; }
+
+# --- 2a, 2c. wrk, and the kit's MLServer venv, model and payloads (need no Sluice binary) ------
+prerequisites() {
+  command -v wrk >/dev/null || { log "installing wrk"; apt-get update -qq && apt-get install -y -qq wrk; }
+
+  # The same commands as run_peers.sh's setup() for the venvs this run needs.
+  kit_venv() { # name check-command packages...
+    local n=$1 check=$2; shift 2
+    if [ -x "$R/venv-$n/bin/python" ] && [ -x "$R/venv-$n/bin/$check" ]; then return; fi
+    log "creating $R/venv-$n ($*)"
+    [ -x "$R/venv-$n/bin/python" ] || "$UV" venv -q -p 3.11 "$R/venv-$n"
+    "$UV" pip install -q -p "$R/venv-$n/bin/python" "$@"
+  }
+  mkdir -p "$R" "$R/run" "$R/results" "$R/run/logs"
+  [ -x "$UV" ] || { log "installing uv into $R/tools"; python3 -m venv "$R/tools" && "$R/tools/bin/pip" install -q uv; }
+  kit_venv model python scikit-learn skl2onnx onnx onnxruntime numpy
+  kit_venv mlserver mlserver mlserver mlserver-sklearn onnxruntime "uvloop<0.22"   # uvloop 0.22+ breaks MLServer 1.7.1
+  if [ "${WITH_TRITON:-0}" = 1 ]; then kit_venv pytriton python nvidia-pytriton scikit-learn onnxruntime; fi
+  if [ ! -f "$R/models/lr/model.onnx" ] || [ ! -f "$R/models/row0.json" ]; then
+    log "training the kit's model into $R/models"
+    "$R/venv-model/bin/python" "$KIT/train.py" "$R/models"
+  fi
+  # `run_peers.sh prepare` writes the payloads and the MLServer model folders; its last step saves
+  # the MLflow model with venv-mlflow, which this run does not build: that step may fail, the rest
+  # must be there.
+  log "run_peers.sh prepare"
+  bash "$KIT/run_peers.sh" prepare >"$R/run/logs/prepare.log" 2>&1 || true
+  for f in "$R/run/payloads/v2_X.json" "$R/run/mlserver-onnx/lr-onnx/model.onnx" "$R/run/mlserver-onnx/settings.json"; do
+    [ -f "$f" ] || { echo "error: run_peers.sh prepare did not write $f; see $R/run/logs/prepare.log" >&2; exit 1; }
+  done
+  if ! cmp -s "$R/models/lr/model.onnx" "$ROOT/testdata/models/lr20/model_repository/lr/1/model.onnx"; then
+    log "note: the kit's model.onnx and testdata/models/lr20 differ byte-wise (same training recipe; both answer label 1)"
+  fi
+}
+if [ "${1:-}" = setup ]; then prerequisites; log "setup done"; exit 0; fi
+
+# --- 1. the release binary ---------------------------------------------------------------
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+case $TARGET in /*) ;; *) TARGET=$ROOT/$TARGET;; esac
+BIN=$TARGET/release/sluice
+if [ "${SKIP_BUILD:-0}" != 1 ]; then
+  log "cargo build --release -p sluice"
+  (cd "$ROOT" && cargo build --release -p sluice)
+fi
+[ -x "$BIN" ] || { echo "error: no binary at $BIN" >&2; exit 1; }
+
+prerequisites
+
+# --- 2b. the ONNX Runtime library, outside the network namespace (no network in there) ---------
+export ORT_DYLIB_PATH=${ORT_DYLIB_PATH:-${SLUICE_CACHE:-$HOME/.cache/sluice}/onnxruntime-1.31.1/libonnxruntime.so.1.31.1}
+if [ ! -f "$ORT_DYLIB_PATH" ]; then
+  log "no $ORT_DYLIB_PATH: letting a sluice replica provision ONNX Runtime from PyPI"
+  plog=$(mktemp); (unset ORT_DYLIB_PATH; exec "$BIN" replica --model-dir "$ROOT/testdata/models/lr20/model_repository" \
+      --format triton --listen 127.0.0.1:0) >"$plog" 2>&1 &
+  ppid_=$!
+  for _ in $(seq 600); do grep -q SLUICE_REPLICA_LISTENING "$plog" && break; kill -0 $ppid_ 2>/dev/null || break; sleep 0.5; done
+  kill $ppid_ 2>/dev/null || true; wait $ppid_ 2>/dev/null || true
+  [ -f "$ORT_DYLIB_PATH" ] || { echo "error: ONNX Runtime could not be provisioned:" >&2; tail -5 "$plog" >&2; exit 1; }
+  rm -f "$plog"
+fi
+
+# --- 3. the measurements ------------------------------------------------------------------
+if [ "$NETNS" = 1 ] && ! unshare -n bash -c 'ip link set lo up' 2>/dev/null; then
+  log "warning: unshare -n does not work here: every server runs on the host's loopback (NETNS=0)"
+  NETNS=0
+fi
+export NETNS
+in_ns() {
+  if [ "$NETNS" = 1 ]; then unshare -n bash -c 'ip link set lo up && exec "$@"' _ "$@"; else "$@"; fi
+}
+TS=$(date -u +%Y%m%d-%H%M%S)
+RUNFILE=$R/results/sluice-run-$TS.jsonl
+: >"$RUNFILE"
+if [ -z "${PEERS:-}" ]; then
+  PEERS=mlserver-onnx
+  [ -x "$R/venv-pytriton/bin/python" ] && PEERS="$PEERS triton-python-onnx"
+fi
+log "measuring: sluice-gateway sluice-replica $PEERS (DURATION=$DURATION s per level, WARMUP=$WARMUP s, CONCS=$CONCS, server CPUs $SERVER_CPUS, wrk CPUs $LOAD_CPUS, NETNS=$NETNS)"
+for mode in gateway replica; do
+  in_ns python3 "$HERE/sluice_bench.py" --mode "$mode" --bin "$BIN" --kit "$KIT" \
+    --out "$RUNFILE" --log "$R/run/logs/sluice-$mode.log" || true
+done
+# The kit's bench prints its progress lines ("[peer] ...") and then its own table; keep the former.
+# shellcheck disable=SC2086
+{ RESULTS=$RUNFILE bash "$KIT/run_peers.sh" bench $PEERS 2>"$R/run/logs/run_peers.stderr" || true; } | { grep '^\[' || true; }
+
+# --- 4. results -------------------------------------------------------------------------------
+DAY=$(date -u +%Y-%m-%d)
+TAG=${RESULTS_TAG:+-$RESULTS_TAG}
+OUT=$HERE/results
+mkdir -p "$OUT"
+JSONL=$OUT/$DAY$TAG-$(hostname -s).jsonl
+MD=$OUT/$DAY$TAG.md
+cat "$RUNFILE" >>"$JSONL"
+COMMIT="commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')"
+[ -n "$(git -C "$ROOT" status --porcelain -- crates Cargo.toml Cargo.lock 2>/dev/null)" ] && COMMIT="$COMMIT + uncommitted changes under crates/"
+COMMIT="$COMMIT, release build ($(rustc --version 2>/dev/null || echo rustc))"
+NS_TEXT=$([ "$NETNS" = 1 ] && echo "each server + its wrk in a private network namespace (unshare -n, loopback only)" || echo "host loopback (no network namespace)")
+log "writing $MD"
+python3 "$HERE/summarize.py" "$RUNFILE" --kit "$KIT" --md "$MD" --commit "$COMMIT" \
+  --settings "$DURATION s per concurrency level (c = $CONCS), $WARMUP s warm-up at c=32; server pinned to CPU $SERVER_CPUS, wrk -t1 pinned to CPU $LOAD_CPUS, both nice $BENCH_NICE (autogroup too); $NS_TEXT; run $TS UTC"
+echo "results: $JSONL (this run also in $RUNFILE)"
+echo "table:   $MD"
+echo "logs:    $R/run/logs/"
+log "done"
+FAILED=$(python3 -c 'import json,sys; print(sum(1 for l in open(sys.argv[1]) if l.strip() and not json.loads(l)["ok"]))' "$RUNFILE")
+[ "$FAILED" = 0 ] || { echo "warning: $FAILED server(s) failed; see the logs" >&2; exit 1; }

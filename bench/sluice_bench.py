@@ -1,0 +1,246 @@
+#!/usr/bin/env python3
+"""Benchmark Sluice the way the peer kit's bench.py benchmarks a peer, and append one JSON line
+in the kit's schema to --out, so the kit's report.py prints Sluice and the peers in one table.
+
+Two modes:
+  gateway  `sluice server` with the lr model deployed (endpoint lr-ep, deployment blue, key
+           auth); the load goes through the gateway with `Authorization: Bearer <primaryKey>`.
+           The server starts the replica as its child: both are in the measured process tree.
+  replica  `sluice replica` alone, as the server would launch it for `instance_type: cpu=1`
+           (--intra-op-threads 1 --inference-threads 1); no auth. gateway minus replica is the
+           gateway's cost.
+
+Methodology is the kit's, reused rather than copied where possible: the /proc process-tree CPU
+and RSS accounting, the autogroup boost, the per-core CPU counters and the stop sequence are the
+functions of shared/bench/peers/bench.py, imported from --kit. The server is started as
+`nice -n $BENCH_NICE taskset -c $SERVER_CPUS ...` (every process it starts inherits the
+affinity), wrk as `nice -n $BENCH_NICE taskset -c $LOAD_CPUS wrk -t1 -cN -dDs --latency`.
+stdlib only. Run it inside `unshare -n` (bench/run.sh does) to get the kit's private network
+namespace.
+"""
+import argparse, json, os, resource, shlex, shutil, subprocess, sys, tempfile, time, urllib.error, urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+EP_YAML = "name: lr-ep\nauth_mode: key\n"
+DEP_YAML = """name: blue
+endpoint_name: lr-ep
+model: azureml:lr:1
+instance_type: cpu=1,memory=1Gi
+instance_count: 1
+request_settings:
+  max_concurrent_requests_per_instance: 32
+"""
+
+NOTES = {
+    "gateway": "sluice server: gateway (key auth, Bearer header) -> 1 replica over loopback HTTP/1.1; "
+               "deployment instance_type cpu=1 (replica: intra-op 1, inference threads 1), "
+               "max_concurrent_requests_per_instance 32; server + replica pinned and counted",
+    "replica": "sluice replica alone (what the gateway proxies to): --intra-op-threads 1 "
+               "--inference-threads 1, KServe v2 REST, no auth",
+}
+
+
+def post(url, body, ctype, headers=None, timeout=10):
+    h = {"Content-Type": ctype}
+    h.update(headers or {})
+    req = urllib.request.Request(url, data=body, headers=h, method="POST")
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        return r.status, r.read()
+
+
+def run_wrk(url, body_file, ctype, conc, dur, load_cpus, nice, bearer):
+    env = dict(os.environ, BODY_FILE=body_file, CONTENT_TYPE=ctype, AUTH_BEARER=bearer or "")
+    cmd = ["nice", "-n", nice, "taskset", "-c", load_cpus, "wrk", "-t1", f"-c{conc}", f"-d{dur}s",
+           "--timeout", os.environ.get("WRK_TIMEOUT", "10s"), "--latency",
+           "-s", os.path.join(HERE, "wrk_post_auth.lua"), url]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=dur + 60).stdout
+    for line in out.splitlines():
+        if line.startswith("WRKJSON "):
+            return json.loads(line[8:])
+    raise RuntimeError("wrk produced no summary:\n" + out)
+
+
+def wait_for_line(path, needle, proc, timeout):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited rc={proc.returncode} before printing {needle}; see {path}")
+        with open(path, "rb") as f:
+            for line in f.read().decode(errors="replace").splitlines():
+                if line.startswith(needle):
+                    return line[len(needle):].strip()
+        time.sleep(0.1)
+    raise RuntimeError(f"no {needle} line after {timeout}s; see {path}")
+
+
+def cli(binary, server_url, data_dir, args, logf, timeout=300):
+    """One `sluice` CLI command against the server under test (not pinned, not measured)."""
+    env = dict(os.environ, SLUICE_SERVER=server_url, SLUICE_DATA_DIR=data_dir)
+    logf.write(f"\n$ sluice {' '.join(args)}\n".encode())
+    logf.flush()
+    p = subprocess.run([binary, *args], env=env, capture_output=True, timeout=timeout)
+    logf.write(p.stdout + p.stderr)
+    logf.flush()
+    if p.returncode != 0:
+        raise RuntimeError(f"`sluice {' '.join(args)}` failed rc={p.returncode}: "
+                           f"{(p.stderr or p.stdout).decode(errors='replace').strip()[-400:]}")
+    return p.stdout.decode()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--mode", choices=["gateway", "replica"], required=True)
+    ap.add_argument("--name", default=None, help="result name (default sluice-<mode>)")
+    ap.add_argument("--bin", required=True, help="the sluice release binary")
+    ap.add_argument("--kit", default=os.path.join(ROOT, "..", "shared", "bench", "peers"))
+    ap.add_argument("--model-repo", default=os.path.join(ROOT, "testdata/models/lr20/model_repository"))
+    ap.add_argument("--body", default=os.path.join(ROOT, "testdata/models/lr20/v2_X.json"))
+    ap.add_argument("--ctype", default="application/json")
+    ap.add_argument("--expect", default='"data":[1]')
+    ap.add_argument("--port", type=int, default=None, help="default 9100 (gateway) / 9200 (replica)")
+    ap.add_argument("--duration", type=int, default=int(os.environ.get("DURATION", 20)))
+    ap.add_argument("--conc", default=os.environ.get("CONCS", "1,32"))
+    ap.add_argument("--warmup", type=int, default=int(os.environ.get("WARMUP", 5)))
+    ap.add_argument("--ready-timeout", type=int, default=300)
+    ap.add_argument("--server-cpus", default=os.environ.get("SERVER_CPUS", "1"))
+    ap.add_argument("--load-cpus", default=os.environ.get("LOAD_CPUS", "0"))
+    ap.add_argument("--out", default=os.environ.get("RESULTS", "results.jsonl"))
+    ap.add_argument("--log", default=None)
+    ap.add_argument("--note", default=None)
+    ap.add_argument("--keep-data", action="store_true", help="keep the server's temporary data directory")
+    a = ap.parse_args()
+
+    sys.path.insert(0, os.path.abspath(a.kit))
+    import bench as kit  # the peer kit's bench.py: same accounting functions as the peers get
+
+    name = a.name or f"sluice-{a.mode}"
+    port = a.port or (9100 if a.mode == "gateway" else 9200)
+    binary = os.path.abspath(a.bin)
+    body_file = os.path.abspath(a.body)
+    body = open(body_file, "rb").read()
+    log_path = os.path.abspath(a.log or f"{name}.server.log")
+    os.makedirs(os.path.dirname(log_path), exist_ok=True)
+    logf = open(log_path, "wb")
+    try:  # own session (own autogroup) for this runner + wrk, as in the kit
+        os.setsid()
+    except OSError:
+        pass
+    kit.boost(["self"])
+
+    work = tempfile.mkdtemp(prefix=f"sluice-bench-{a.mode}-")
+    data_dir = os.path.join(work, "data")
+    if a.mode == "gateway":
+        server_cmd = f"exec {shlex.quote(binary)} server --addr 127.0.0.1:{port} --data-dir {shlex.quote(data_dir)}"
+        url = f"http://127.0.0.1:{port}/endpoints/lr-ep/v2/models/lr/infer"
+    else:
+        server_cmd = (f"exec {shlex.quote(binary)} replica --model-dir {shlex.quote(os.path.abspath(a.model_repo))} "
+                      f"--format triton --listen 127.0.0.1:{port} --intra-op-threads 1 --inference-threads 1")
+        url = f"http://127.0.0.1:{port}/v2/models/lr/infer"
+    cmd = f"exec nice -n {kit.NICE} taskset -c {a.server_cpus} bash -c {shlex.quote(server_cmd)}"
+    result = {"name": name, "note": a.note or NOTES[a.mode], "url": url, "server_cpus": a.server_cpus,
+              "load_cpus": a.load_cpus}
+    t_start = time.time()
+    proc = subprocess.Popen(["bash", "-c", cmd], cwd=work, stdout=logf, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    root = proc.pid
+    ok = False
+    try:
+        bearer = None
+        if a.mode == "gateway":
+            server_url = wait_for_line(log_path, "SLUICE_LISTENING", proc, a.ready_timeout)
+            kit.boost(kit.tree(root)[0])
+            ep_yml, dep_yml = os.path.join(work, "endpoint.yml"), os.path.join(work, "deployment.yml")
+            open(ep_yml, "w").write(EP_YAML)
+            open(dep_yml, "w").write(DEP_YAML)
+            cli(binary, server_url, data_dir, ["model", "create", "--name", "lr", "--version", "1",
+                                               "--type", "triton_model", "--path", os.path.abspath(a.model_repo)], logf)
+            cli(binary, server_url, data_dir, ["online-endpoint", "create", "--file", ep_yml], logf)
+            cli(binary, server_url, data_dir, ["online-deployment", "create", "--file", dep_yml, "--all-traffic"], logf)
+            creds = cli(binary, server_url, data_dir, ["online-endpoint", "get-credentials", "--name", "lr-ep"], logf)
+            bearer = json.loads(creds)["primaryKey"]
+        headers = {"Authorization": f"Bearer {bearer}"} if bearer else {}
+
+        sample = None
+        last_err = ""
+        while time.time() - t_start < a.ready_timeout:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited rc={proc.returncode}; see {log_path}")
+            kit.boost(kit.tree(root)[0])
+            try:
+                st, resp = post(url, body, a.ctype, headers, timeout=5)
+                if st == 200:
+                    sample = resp
+                    break
+            except urllib.error.HTTPError as e:
+                last_err = f"HTTP {e.code}: {e.read()[:200]!r}"
+            except (urllib.error.URLError, ConnectionError, OSError) as e:
+                last_err = str(e)
+            time.sleep(0.25)
+        if sample is None:
+            raise RuntimeError(f"not ready after {a.ready_timeout}s ({last_err}); see {log_path}")
+        result["startup_s"] = round(time.time() - t_start, 2)
+        result["sample_response"] = sample.decode(errors="replace")[:600]
+        if a.expect and a.expect not in result["sample_response"]:
+            raise RuntimeError(f"response lacks {a.expect!r}: {result['sample_response']}")
+        print(f"[{name}] ready in {result['startup_s']}s: {result['sample_response'][:200]}", flush=True)
+        _, rss_idle, _ = kit.usage(root)
+        result["rss_idle_mb"] = round(rss_idle / 2**20, 1)
+        kit.boost(kit.tree(root)[0])
+        if a.warmup:
+            run_wrk(url, body_file, a.ctype, 32, a.warmup, a.load_cpus, kit.NICE, bearer)
+        runs = []
+        # From here on, the same loop as the kit's bench.py main().
+        for c in [int(x) for x in a.conc.split(",")]:
+            kit.boost(kit.tree(root)[0])
+            cpu0, _, _ = kit.usage(root)
+            sb0, st0 = kit.cpu_ticks(a.server_cpus)
+            ch0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            load0 = open("/proc/loadavg").read().split()[0]
+            t0 = time.time()
+            w = run_wrk(url, body_file, a.ctype, c, a.duration, a.load_cpus, kit.NICE, bearer)
+            wall = time.time() - t0
+            cpu1, rss, nproc = kit.usage(root)
+            sb1, st1 = kit.cpu_ticks(a.server_cpus)
+            ch1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            wrk_cpu = (ch1.ru_utime + ch1.ru_stime) - (ch0.ru_utime + ch0.ru_stime)
+            ncores = max(1, round((st1 - st0) / kit.CLK / wall))
+            server_cores_busy = 100 * (sb1 - sb0) / max(st1 - st0, 1) * ncores  # % of one core
+            secs = w["duration_us"] / 1e6
+            errs = w["err_connect"] + w["err_read"] + w["err_write"] + w["err_status"] + w["err_timeout"]
+            r = {"conc": c, "rps": round(w["requests"] / secs, 1), "requests": w["requests"],
+                 "errors": errs, "p50_ms": w["lat_p50_us"] / 1000, "p90_ms": w["lat_p90_us"] / 1000,
+                 "p99_ms": w["lat_p99_us"] / 1000, "max_ms": w["lat_max_us"] / 1000,
+                 "server_cpu_pct": round(100 * (cpu1 - cpu0) / wall, 1),
+                 "server_cpu_us_per_req": round(1e6 * (cpu1 - cpu0) / max(w["requests"], 1), 1),
+                 "rss_mb": round(rss / 2**20, 1), "procs": nproc,
+                 "wrk_cpu_pct": round(100 * wrk_cpu / wall, 1),
+                 "foreign_cpu_on_server_cores_pct": round(server_cores_busy - 100 * (cpu1 - cpu0) / wall, 1),
+                 "loadavg_1m_before": float(load0), "wrk": w}
+            runs.append(r)
+            print(f"[{name}] c={c}: {r['rps']} req/s  p50 {r['p50_ms']:.2f} ms  p99 {r['p99_ms']:.2f} ms  "
+                  f"errors {errs}  server CPU {r['server_cpu_pct']}%  wrk CPU {r['wrk_cpu_pct']}%  "
+                  f"foreign CPU on server core {r['foreign_cpu_on_server_cores_pct']}%  RSS {r['rss_mb']} MB ({nproc} procs)",
+                  flush=True)
+        result["runs"] = runs
+        result["ok"] = ok = True
+    except Exception as e:  # record the failure, still stop the server
+        result["ok"] = False
+        result["error"] = str(e)
+        print(f"[{name}] FAILED: {e}", flush=True)
+    finally:
+        kit.stop(root, proc=proc)
+        proc.poll()
+        logf.close()
+        if ok and not a.keep_data:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            print(f"[{name}] server work directory kept: {work}", flush=True)
+    with open(a.out, "a") as f:
+        f.write(json.dumps(result) + "\n")
+    return 0 if result["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+#!/usr/bin/env python3
+"""Write the markdown report of one bench/run.sh run: machine description, the kit's report.py
+table (one row per server, last result per name wins), the derived lines, and each row's note.
+
+  summarize.py RUN.jsonl --kit KIT --md OUT.md [--settings "..."]
+Prints the markdown on stdout as well.
+"""
+import argparse, json, os, platform, socket, subprocess, sys, time
+
+
+def sh(*cmd):
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=20).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def machine():
+    info = {}
+    for line in sh("lscpu").splitlines():
+        k, _, v = line.partition(":")
+        info[k.strip()] = v.strip()
+    model = info.get("Model name", platform.processor() or "?")
+    cpus = info.get("CPU(s)", str(os.cpu_count()))
+    cores = info.get("Core(s) per socket", "?")
+    sockets = info.get("Socket(s)", "?")
+    tpc = info.get("Thread(s) per core", "?")
+    hyp = info.get("Hypervisor vendor")
+    mem = ""
+    try:
+        kb = int(next(l for l in open("/proc/meminfo") if l.startswith("MemTotal")).split()[1])
+        mem = f", {kb / 2**20:.1f} GiB RAM"
+    except (OSError, StopIteration, ValueError):
+        pass
+    return (f"{model}, {cpus} CPUs ({sockets} socket × {cores} cores × {tpc} threads)"
+            f"{', ' + hyp + ' guest' if hyp else ''}{mem}; kernel {platform.release()}; host {socket.gethostname()}")
+
+
+def last_by_name(path):
+    rows = {}
+    for line in open(path):
+        if line.strip():
+            r = json.loads(line)
+            rows[r["name"]] = r
+    return rows
+
+
+def run_at(r, conc):
+    if not r or not r.get("ok"):
+        return None
+    return next((x for x in r.get("runs", []) if x["conc"] == conc), None)
+
+
+def derived(rows):
+    out = []
+    g1, r1 = run_at(rows.get("sluice-gateway"), 1), run_at(rows.get("sluice-replica"), 1)
+    if g1 and r1:
+        d = g1["p50_ms"] - r1["p50_ms"]
+        out.append(f"Gateway overhead at c=1, p50: sluice-gateway {g1['p50_ms']:.3f} ms − sluice-replica "
+                   f"{r1['p50_ms']:.3f} ms = **{d * 1000:.0f} µs** per request "
+                   f"(CPU: {g1['server_cpu_us_per_req']:.0f} − {r1['server_cpu_us_per_req']:.0f} = "
+                   f"{g1['server_cpu_us_per_req'] - r1['server_cpu_us_per_req']:.0f} µs/req)")
+    else:
+        out.append("Gateway overhead at c=1, p50: n/a (sluice-gateway or sluice-replica has no c=1 result)")
+    g32, m32 = run_at(rows.get("sluice-gateway"), 32), run_at(rows.get("mlserver-onnx"), 32)
+    if g32 and m32 and m32["rps"] > 0:
+        out.append(f"Throughput at c=32, sluice-gateway / mlserver-onnx: {g32['rps']:.0f} / {m32['rps']:.0f} req/s "
+                   f"= **{g32['rps'] / m32['rps']:.1f}×**")
+    else:
+        out.append("Throughput at c=32, sluice-gateway / mlserver-onnx: n/a (a c=32 result is missing)")
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("results")
+    ap.add_argument("--kit", required=True)
+    ap.add_argument("--md", required=True)
+    ap.add_argument("--settings", default="")
+    ap.add_argument("--commit", default="")
+    ap.add_argument("--title", default="")
+    a = ap.parse_args()
+
+    table = subprocess.run([sys.executable, os.path.join(a.kit, "report.py"), a.results],
+                           capture_output=True, text=True, check=True).stdout.rstrip()
+    rows = last_by_name(a.results)
+    lines = [f"# {a.title or 'Sluice beside its peers'} ({time.strftime('%Y-%m-%d %H:%M %Z')})", "",
+             f"- Machine: {machine()}"]
+    if a.commit:
+        lines.append(f"- Sluice: {a.commit}")
+    if a.settings:
+        lines.append(f"- Settings: {a.settings}")
+    lines.append(f"- Raw results: `{os.path.basename(a.results)}` (JSON lines, the peer kit's schema)")
+    lines += ["", table, ""]
+    lines += [f"- {d}" for d in derived(rows)]
+    lines += ["", "Servers:", ""]
+    lines += [f"- `{n}`: {r.get('note', '')}" for n, r in rows.items()]
+    wrk_busy = [(n, x["conc"], x["wrk_cpu_pct"]) for n, r in rows.items() if r.get("ok")
+                for x in r["runs"] if x.get("wrk_cpu_pct", 0) > 90]
+    if wrk_busy:
+        lines += ["", "Warning: wrk used more than 90 % of its core in " +
+                  ", ".join(f"{n} c={c} ({p:.0f} %)" for n, c, p in wrk_busy) +
+                  ": the load generator may be the limit there."]
+    md = "\n".join(lines) + "\n"
+    with open(a.md, "w") as f:
+        f.write(md)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
