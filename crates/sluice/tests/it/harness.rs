@@ -172,3 +172,17 @@ pub fn test_python() -> PathBuf {
     let venv = String::from_utf8_lossy(&out.stdout).lines().last().expect("venv path").trim().to_owned();
     PathBuf::from(venv).join("bin/python")
 }
+
+/// Pids of live `sluice replica` processes serving models from this server's data directory.
+pub fn replica_pids(server: &Server) -> Vec<u32> {
+    let needle = server.data_dir.to_string_lossy().into_owned();
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let cmdline = String::from_utf8_lossy(&std::fs::read(e.path().join("cmdline")).ok()?).replace('\0', " ");
+            (cmdline.contains(" replica ") && cmdline.contains(&needle)).then_some(pid)
+        })
+        .collect()
+}

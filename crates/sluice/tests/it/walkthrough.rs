@@ -93,15 +93,8 @@ async fn deleting_stops_replicas_and_frees_the_endpoint() {
     assert_eq!(post_json(&format!("{}/endpoints/iris-ep/score", server.url), Some(&key), &body).await.0, 401);
 }
 
-/// Live `sluice replica` processes serving models from this server's data directory.
 fn replica_processes(server: &Server) -> usize {
-    let needle = server.data_dir.to_string_lossy().into_owned();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
-        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
-        .filter(|c| c.contains(" replica ") && c.contains(&needle))
-        .count()
+    crate::harness::replica_pids(server).len()
 }
 
 /// Labels equal, probabilities within float tolerance, whatever the order of outputs.
