@@ -64,6 +64,36 @@ pub struct OnlineEndpoint {
     pub openapi_uri: String,
     pub created_at: String,
     pub updated_at: String,
+    /// Live and mirrored traffic each deployment has served since the server started.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub deployment_stats: BTreeMap<String, DeploymentTrafficStats>,
+}
+
+/// What the gateway measured for one deployment.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct DeploymentTrafficStats {
+    pub requests: u64,
+    /// Answers that were the deployment's fault: 5xx, 408 and 424.
+    pub errors: u64,
+    pub error_rate: f64,
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<MirrorStats>,
+}
+
+/// Mirrored copies a deployment received, and how its answers compared with the live ones.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct MirrorStats {
+    pub requests: u64,
+    pub errors: u64,
+    /// Copies dropped because the mirror was saturated.
+    pub shed: u64,
+    pub p99_ms: Option<f64>,
+    /// Copies whose output could be compared with the live output, and those that agreed.
+    pub compared: u64,
+    pub agreed: u64,
+    pub agreement: Option<f64>,
 }
 
 /// `get-credentials` for `auth_mode: key`.

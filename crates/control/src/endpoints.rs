@@ -9,7 +9,8 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use sluice_api::endpoint::{
-    EndpointCredentials, EndpointKeys, EndpointToken, KeyType, OnlineEndpoint, OnlineEndpointSpec, RegenerateKeys,
+    DeploymentTrafficStats, EndpointCredentials, EndpointKeys, EndpointToken, KeyType, MirrorStats, OnlineEndpoint,
+    OnlineEndpointSpec, RegenerateKeys,
 };
 use sluice_api::{AuthModeWire, FieldError, validate};
 use sluice_domain::{AuthMode, ProvisioningState, Traffic};
@@ -47,7 +48,36 @@ pub fn to_wire(control: &Control, row: &EndpointRow) -> OnlineEndpoint {
         openapi_uri: format!("{}/endpoints/{}/swagger.json", control.public_url, row.name),
         created_at: row.created_at.clone(),
         updated_at: row.updated_at.clone(),
+        deployment_stats: BTreeMap::new(),
     }
+}
+
+/// The endpoint as `show` reports it, with each deployment's traffic statistics.
+async fn with_stats(control: &Control, row: &EndpointRow) -> Result<OnlineEndpoint, ApiError> {
+    let mut wire = to_wire(control, row);
+    for d in control.store.list_deployments(Some((&row.workspace, &row.name))).await? {
+        let s = control.stats.snapshot(&crate::deployments::replica_set_id(&d.workspace, &d.endpoint, &d.name).0);
+        let finite = |v: Option<f64>| v.filter(|x| x.is_finite());
+        let mirror = (s.mirror.requests > 0 || s.mirror_shed > 0).then(|| MirrorStats {
+            requests: s.mirror.requests,
+            errors: s.mirror.errors,
+            shed: s.mirror_shed,
+            p99_ms: finite(s.mirror.quantile_ms(0.99)),
+            compared: s.compared,
+            agreed: s.agreed,
+            agreement: s.agreement(),
+        });
+        let stats = DeploymentTrafficStats {
+            requests: s.live.requests,
+            errors: s.live.errors,
+            error_rate: s.live.error_rate(),
+            p50_ms: finite(s.live.quantile_ms(0.5)),
+            p99_ms: finite(s.live.quantile_ms(0.99)),
+            mirror,
+        };
+        wire.deployment_stats.insert(d.name, stats);
+    }
+    Ok(wire)
 }
 
 async fn load(control: &Control, ws: &str, name: &str) -> Result<EndpointRow, ApiError> {
@@ -173,7 +203,7 @@ pub async fn show(
         .get_endpoint(&ws, &name)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("online endpoint {name:?} not found")))?;
-    Ok(axum::Json(to_wire(&control, &row)))
+    Ok(axum::Json(with_stats(&control, &row).await?))
 }
 
 /// List online endpoints.

@@ -38,6 +38,8 @@ pub struct Control {
     /// Where clients reach the gateway, for `scoring_uri`.
     pub public_url: String,
     pub reconciler: Reconciler,
+    /// What the gateway counted per deployment; `show` reports it and rollouts gate on it.
+    pub stats: sluice_gateway::TrafficStats,
     /// Lifetime of `aml_token`s, seconds.
     pub token_lifetime_s: i64,
 }

@@ -44,6 +44,7 @@ struct Inner {
     secrets: Arc<Secrets>,
     launch: ReplicaLaunch,
     routes: watch::Sender<Arc<RoutingTable>>,
+    stats: sluice_gateway::TrafficStats,
     publish_lock: tokio::sync::Mutex<()>,
     wake: Notify,
     /// Deployments with a task working on them: (workspace, endpoint, name, generation).
@@ -57,6 +58,7 @@ impl Reconciler {
         artifacts: ArtifactStore,
         secrets: Arc<Secrets>,
         launch: ReplicaLaunch,
+        stats: sluice_gateway::TrafficStats,
     ) -> (Self, watch::Receiver<Arc<RoutingTable>>) {
         let (routes, rx) = watch::channel(Arc::new(RoutingTable::default()));
         let inner = Inner {
@@ -66,6 +68,7 @@ impl Reconciler {
             secrets,
             launch,
             routes,
+            stats,
             publish_lock: Default::default(),
             wake: Notify::new(),
             inflight: Default::default(),
@@ -216,7 +219,9 @@ impl Reconciler {
     }
 
     async fn teardown(&self, row: &DeploymentRow) {
-        self.inner.backend.remove(&replica_set_id(&row.workspace, &row.endpoint, &row.name)).await;
+        let id = replica_set_id(&row.workspace, &row.endpoint, &row.name);
+        self.inner.backend.remove(&id).await;
+        self.inner.stats.remove(&id.0);
         if let Err(e) = self.inner.store.delete_deployment(&row.workspace, &row.endpoint, &row.name).await {
             tracing::error!(error = %e, "cannot delete deployment row");
         }
@@ -271,11 +276,17 @@ impl Reconciler {
                 .filter_map(|(k, v)| Some((k.clone(), u32::try_from(v.as_i64()?).ok()?)))
                 .filter(|(k, w)| *w > 0 && deployments.contains_key(k))
                 .collect();
+            let mirror = spec
+                .mirror_traffic
+                .iter()
+                .filter_map(|(k, v)| Some((k.clone(), u32::try_from(v.as_i64()?).ok()?)))
+                .find(|(k, w)| *w > 0 && deployments.contains_key(k));
             let route = EndpointRoute {
                 uid: ep.uid.clone(),
                 auth_mode: spec.auth_mode.into(),
                 key_hashes: [hash(&ep.primary_key_enc), hash(&ep.secondary_key_enc)],
                 traffic,
+                mirror,
                 deployments,
             };
             endpoints.insert(ep.name, route);

@@ -1,10 +1,10 @@
 //! One proxied hop to a replica: pooled HTTP/1.1 over loopback, with the deployment's deadline.
 
-use crate::routes::message;
 use axum::body::Body;
-use axum::extract::Request;
-use axum::http::{HeaderName, HeaderValue, StatusCode, Uri};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::Response;
+use bytes::Bytes;
+use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -22,15 +22,6 @@ pub fn replica_client() -> ReplicaClient {
         .build(connector)
 }
 
-pub(crate) struct Forward<'a> {
-    pub addr: SocketAddr,
-    pub path: String,
-    pub timeout_ms: u64,
-    pub request_id: &'a str,
-    /// Azure reports a scoring container's non-2xx as 424 with the original status in a header.
-    pub map_model_errors: bool,
-}
-
 /// Headers that describe one connection, not the request; never forwarded.
 const HOP_BY_HOP: &[&str] = &[
     "connection",
@@ -44,49 +35,79 @@ const HOP_BY_HOP: &[&str] = &[
     "host",
 ];
 
-pub(crate) async fn forward(client: &ReplicaClient, fwd: Forward<'_>, req: Request) -> Response {
-    let (mut parts, body) = req.into_parts();
-    let path_and_query = match parts.uri.query() {
-        Some(q) => format!("{}?{q}", fwd.path),
-        None => fwd.path.clone(),
-    };
-    let Ok(uri) = format!("http://{}{}", fwd.addr, path_and_query).parse::<Uri>() else {
-        return message(StatusCode::BAD_REQUEST, "malformed request path");
-    };
-    parts.uri = uri;
+/// The parts of a client request that every attempt (and a mirrored copy) re-sends.
+#[derive(Clone)]
+pub(crate) struct Outgoing {
+    pub method: Method,
+    /// Path and query below the endpoint, e.g. `/v2/models/iris/infer?x=1`.
+    pub path_and_query: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Outgoing {
+    /// Strips what belongs to the client's hop (and its credential) and stamps the request id.
+    pub fn new(method: Method, path_and_query: String, mut headers: HeaderMap, body: Bytes, request_id: &str) -> Self {
+        for h in HOP_BY_HOP {
+            headers.remove(*h);
+        }
+        // The caller's credential is for the gateway; the replica never sees it.
+        headers.remove(http::header::AUTHORIZATION);
+        headers.remove("api-key");
+        if let Ok(v) = HeaderValue::from_str(request_id) {
+            headers.insert("x-request-id", v);
+        }
+        Self { method, path_and_query, headers, body }
+    }
+}
+
+/// Why an attempt produced no response.
+#[derive(Debug)]
+pub(crate) enum SendError {
+    /// Nothing was sent: another replica may take the request.
+    Unreachable,
+    Timeout,
+    Failed,
+}
+
+pub(crate) async fn send(
+    client: &ReplicaClient,
+    addr: SocketAddr,
+    out: &Outgoing,
+    timeout: Duration,
+) -> Result<hyper::Response<Incoming>, SendError> {
+    let uri: Uri = format!("http://{addr}{}", out.path_and_query).parse().map_err(|_| SendError::Failed)?;
+    let mut req = hyper::Request::builder()
+        .method(out.method.clone())
+        .uri(uri)
+        .body(Body::from(out.body.clone()))
+        .map_err(|_| SendError::Failed)?;
+    *req.headers_mut() = out.headers.clone();
+    match tokio::time::timeout(timeout, client.request(req)).await {
+        Err(_) => Err(SendError::Timeout),
+        Ok(Err(e)) if e.is_connect() => Err(SendError::Unreachable),
+        Ok(Err(e)) => {
+            tracing::warn!(replica = %addr, error = %e, "replica request failed");
+            Err(SendError::Failed)
+        }
+        Ok(Ok(resp)) => Ok(resp),
+    }
+}
+
+/// Turns a replica's answer into the client's. Azure reports a scoring container's non-2xx as
+/// 424 with the original status in a header; `map_model_errors` asks for that.
+pub(crate) fn client_response(resp: hyper::Response<Incoming>, map_model_errors: bool) -> Response {
+    let (mut parts, body) = resp.into_parts();
     for h in HOP_BY_HOP {
         parts.headers.remove(*h);
     }
-    // The caller's credential is for the gateway; the replica never sees it.
-    parts.headers.remove(http::header::AUTHORIZATION);
-    if let Ok(v) = HeaderValue::from_str(fwd.request_id) {
-        parts.headers.insert(HeaderName::from_static("x-request-id"), v);
-    }
-    let upstream = Request::from_parts(parts, body);
-    let deadline = Duration::from_millis(fwd.timeout_ms);
-    match tokio::time::timeout(deadline, client.request(upstream)).await {
-        Err(_) => message(
-            StatusCode::REQUEST_TIMEOUT,
-            format!("the model did not answer within request_timeout_ms ({} ms)", fwd.timeout_ms),
-        ),
-        Ok(Err(e)) => {
-            tracing::warn!(replica = %fwd.addr, error = %e, "replica request failed");
-            message(StatusCode::BAD_GATEWAY, "the replica failed to answer; retry")
+    if map_model_errors && !parts.status.is_success() {
+        let original = parts.status;
+        parts.headers.insert("ms-azureml-model-error-statuscode", HeaderValue::from(original.as_u16()));
+        if let Ok(v) = HeaderValue::from_str(original.canonical_reason().unwrap_or("")) {
+            parts.headers.insert("ms-azureml-model-error-reason", v);
         }
-        Ok(Ok(resp)) => {
-            let (mut parts, body) = resp.into_parts();
-            for h in HOP_BY_HOP {
-                parts.headers.remove(*h);
-            }
-            if fwd.map_model_errors && !parts.status.is_success() {
-                let original = parts.status;
-                parts.headers.insert("ms-azureml-model-error-statuscode", HeaderValue::from(original.as_u16()));
-                if let Ok(v) = HeaderValue::from_str(original.canonical_reason().unwrap_or("")) {
-                    parts.headers.insert("ms-azureml-model-error-reason", v);
-                }
-                parts.status = StatusCode::FAILED_DEPENDENCY;
-            }
-            Response::from_parts(parts, Body::new(body))
-        }
+        parts.status = StatusCode::FAILED_DEPENDENCY;
     }
+    Response::from_parts(parts, Body::new(body))
 }

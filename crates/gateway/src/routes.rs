@@ -1,29 +1,48 @@
 //! The data-plane router: `/endpoints/{endpoint}/...` for every endpoint.
+//!
+//! The steps, in order, each with its reason:
+//! 1. endpoint lookup: an unknown endpoint answers like a bad credential, so names can't be probed;
+//! 2. authentication, before anything else touches the request;
+//! 3. the body is read once, bounded, so a retry or a mirrored copy can re-send it;
+//! 4. deployment choice: a pin (`azureml-model-deployment`) wins, else the weighted split;
+//! 5. replica choice (round-robin over ready replicas), one retry elsewhere if nothing was sent;
+//! 6. statistics, then the mirrored copy, which runs after the live answer and never delays it.
 
 use crate::auth::{TokenSigner, constant_time_eq, key_hash};
-use crate::proxy::{Forward, forward};
-use crate::table::{ReplicaAddrs, RoutingTable};
+use crate::mirror::{MirrorCopy, MirrorLimits, dispatch};
+use crate::proxy::{Outgoing, ReplicaClient, SendError, client_response, send};
+use crate::stats::TrafficStats;
+use crate::table::{DeploymentRoute, EndpointRoute, ReplicaAddrs, RoutingTable};
 use axum::Router;
+use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
+use http_body_util::BodyExt;
 use sluice_domain::AuthMode;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 
 /// The header that pins a request to a deployment, and names the one that served it.
 pub const DEPLOYMENT_HEADER: &str = "azureml-model-deployment";
 
-/// What the data plane reads: two published views and a pooled HTTP client.
+/// Largest scoring request body the gateway reads.
+pub const MAX_BODY_BYTES: usize = 100 << 20;
+
+/// What the data plane reads: two published views, a pooled HTTP client, and the statistics it
+/// writes.
 #[derive(Clone)]
 pub struct GatewayState {
     pub routes: watch::Receiver<Arc<RoutingTable>>,
     pub replicas: watch::Receiver<ReplicaAddrs>,
     pub tokens: TokenSigner,
-    pub client: crate::proxy::ReplicaClient,
+    pub stats: TrafficStats,
+    client: ReplicaClient,
+    mirror_limits: MirrorLimits,
     next: Arc<AtomicUsize>,
 }
 
@@ -32,8 +51,25 @@ impl GatewayState {
         routes: watch::Receiver<Arc<RoutingTable>>,
         replicas: watch::Receiver<ReplicaAddrs>,
         tokens: TokenSigner,
+        stats: TrafficStats,
     ) -> Self {
-        Self { routes, replicas, tokens, client: crate::proxy::replica_client(), next: Arc::new(AtomicUsize::new(0)) }
+        Self {
+            routes,
+            replicas,
+            tokens,
+            stats,
+            client: crate::proxy::replica_client(),
+            mirror_limits: MirrorLimits::default(),
+            next: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// A ready replica of `replica_set`, round-robin, skipping `avoid`.
+    fn pick_replica(&self, replica_set: &str, avoid: Option<SocketAddr>) -> Option<SocketAddr> {
+        let replicas = self.replicas.borrow();
+        let addrs = replicas.get(replica_set).filter(|a| !a.is_empty())?;
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        (0..addrs.len()).map(|i| addrs[(start + i) % addrs.len()]).find(|a| Some(*a) != avoid).or(avoid)
     }
 }
 
@@ -69,7 +105,6 @@ async fn handle(
 
 async fn route(state: &GatewayState, endpoint: &str, rest: &str, req: Request, request_id: &str) -> Response {
     let table = state.routes.borrow().clone();
-    // An unknown endpoint answers exactly like a wrong key, so names cannot be probed.
     let unauthorized = || {
         message(StatusCode::UNAUTHORIZED, "missing or invalid credentials: send 'Authorization: Bearer <key or token>'")
     };
@@ -77,55 +112,104 @@ async fn route(state: &GatewayState, endpoint: &str, rest: &str, req: Request, r
     if !authorized(&state.tokens, ep, req.headers()) {
         return unauthorized();
     }
-    let pinned = req.headers().get(DEPLOYMENT_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let deployment = match &pinned {
-        Some(name) => match ep.deployments.get_key_value(name.as_str()) {
-            Some((name, _)) => name.clone(),
-            None => {
-                return message(
-                    StatusCode::NOT_FOUND,
-                    format!("deployment {name:?} not found in endpoint {endpoint:?}"),
-                );
-            }
-        },
-        None => match ep.pick_weighted(rand::random_range(0..100)) {
-            Some(name) => name.to_owned(),
-            None => {
-                return message(
-                    StatusCode::NOT_FOUND,
-                    format!(
-                        "endpoint {endpoint:?} has no deployment with traffic: set traffic (e.g. `sluice online-endpoint update --name {endpoint} --traffic \"blue=100\"`) or pin one with the '{DEPLOYMENT_HEADER}' header"
-                    ),
-                );
-            }
-        },
-    };
-    let Some(dep) = ep.deployments.get(&deployment) else {
-        return message(StatusCode::NOT_FOUND, format!("deployment {deployment:?} not found"));
-    };
-    let addr = {
-        let replicas = state.replicas.borrow();
-        match replicas.get(&dep.replica_set).filter(|a| !a.is_empty()) {
-            Some(addrs) => addrs[state.next.fetch_add(1, Ordering::Relaxed) % addrs.len()],
-            None => {
-                let mut r = message(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!("deployment {deployment:?} has no ready replica yet; retry shortly"),
-                );
-                r.headers_mut().insert("retry-after", HeaderValue::from_static("1"));
-                return with_deployment(r, &deployment);
-            }
+    let (parts, body) = req.into_parts();
+    let body = match http_body_util::Limited::new(body, MAX_BODY_BYTES).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => {
+            return message(StatusCode::PAYLOAD_TOO_LARGE, format!("request body over {} MiB", MAX_BODY_BYTES >> 20));
         }
     };
-    let fwd = Forward {
-        addr,
-        path: format!("/{rest}"),
-        timeout_ms: dep.request_timeout_ms,
-        request_id,
-        map_model_errors: rest == "score",
+    let pinned = parts.headers.get(DEPLOYMENT_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let (deployment, dep) = match choose(ep, endpoint, pinned.as_deref()) {
+        Ok(d) => d,
+        Err(text) => return message(StatusCode::NOT_FOUND, text),
     };
-    let response = forward(&state.client, fwd, req).await;
-    with_deployment(response, &deployment)
+    let path_and_query = match parts.uri.query() {
+        Some(q) => format!("/{rest}?{q}"),
+        None => format!("/{rest}"),
+    };
+    let out = Outgoing::new(parts.method, path_and_query, parts.headers, body, request_id);
+    // Mirroring copies a share of unpinned requests only, as in Azure ML.
+    let mirror = ep.mirror.as_ref().filter(|(_, pct)| pinned.is_none() && rand::random_range(0..100) < *pct);
+
+    let started = Instant::now();
+    let response = forward(state, dep, &out, rest == "score").await;
+    state.stats.record_live(&dep.replica_set, !is_failure(response.status()), started.elapsed());
+    let response = match mirror.and_then(|(name, _)| ep.deployments.get(name)) {
+        Some(target) => mirror_after(state, target, out, response).await,
+        None => response,
+    };
+    with_deployment(response, deployment)
+}
+
+/// Picks the deployment: the pinned one, else one by weight; the error is a 404's message.
+fn choose<'a>(
+    ep: &'a EndpointRoute,
+    endpoint: &str,
+    pinned: Option<&str>,
+) -> Result<(&'a str, &'a DeploymentRoute), String> {
+    let name = match pinned {
+        Some(name) => name,
+        None => ep.pick_weighted(rand::random_range(0..100)).ok_or_else(|| {
+            format!(
+                "endpoint {endpoint:?} has no deployment with traffic: set traffic (e.g. `sluice online-endpoint update --name {endpoint} --traffic \"blue=100\"`) or pin one with the '{DEPLOYMENT_HEADER}' header"
+            )
+        })?,
+    };
+    ep.deployments
+        .get_key_value(name)
+        .map(|(k, v)| (k.as_str(), v))
+        .ok_or_else(|| format!("deployment {name:?} not found in endpoint {endpoint:?}"))
+}
+
+/// Sends to one replica, and to another if the first could not be reached (nothing was sent).
+async fn forward(state: &GatewayState, dep: &DeploymentRoute, out: &Outgoing, map_model_errors: bool) -> Response {
+    let timeout = Duration::from_millis(dep.request_timeout_ms);
+    let mut tried = None;
+    for _ in 0..2 {
+        let Some(addr) = state.pick_replica(&dep.replica_set, tried) else { break };
+        match send(&state.client, addr, out, timeout).await {
+            Ok(resp) => return client_response(resp, map_model_errors),
+            Err(SendError::Unreachable) => tried = Some(addr),
+            Err(SendError::Timeout) => {
+                return message(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!("the model did not answer within request_timeout_ms ({} ms)", dep.request_timeout_ms),
+                );
+            }
+            Err(SendError::Failed) => return message(StatusCode::BAD_GATEWAY, "the replica failed to answer; retry"),
+        }
+    }
+    let mut r = message(StatusCode::SERVICE_UNAVAILABLE, "the deployment has no ready replica yet; retry shortly");
+    r.headers_mut().insert("retry-after", HeaderValue::from_static("1"));
+    r
+}
+
+/// Reads the live answer (needed to compare), hands a copy to the mirror, returns the answer.
+async fn mirror_after(state: &GatewayState, target: &DeploymentRoute, out: Outgoing, response: Response) -> Response {
+    let Some(addr) = state.pick_replica(&target.replica_set, None) else {
+        state.stats.record_mirror_shed(&target.replica_set);
+        return response;
+    };
+    let (parts, body) = response.into_parts();
+    let live = match body.collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => return message(StatusCode::BAD_GATEWAY, "the replica's answer was cut short; retry"),
+    };
+    let copy = MirrorCopy {
+        replica_set: target.replica_set.clone(),
+        addr,
+        timeout: Duration::from_millis(target.request_timeout_ms),
+        request: out,
+        live_body: parts.status.is_success().then(|| live.clone()),
+    };
+    dispatch(state.client.clone(), state.stats.clone(), &state.mirror_limits, copy);
+    Response::from_parts(parts, Body::from(live))
+}
+
+/// Failures that count against a deployment: its own errors and timeouts, not the caller's.
+fn is_failure(status: StatusCode) -> bool {
+    status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT || status == StatusCode::FAILED_DEPENDENCY
 }
 
 fn with_deployment(mut r: Response, deployment: &str) -> Response {
@@ -139,12 +223,12 @@ fn now_s() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
-fn authorized(tokens: &TokenSigner, ep: &crate::table::EndpointRoute, headers: &HeaderMap) -> bool {
-    let presented = headers
+fn authorized(tokens: &TokenSigner, ep: &EndpointRoute, headers: &HeaderMap) -> bool {
+    let bearer = headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .map(str::trim);
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
+    let presented = bearer.or_else(|| headers.get("api-key").and_then(|v| v.to_str().ok())).map(str::trim);
     let Some(presented) = presented.filter(|p| !p.is_empty()) else { return false };
     match ep.auth_mode {
         AuthMode::Key => {

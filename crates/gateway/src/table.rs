@@ -23,6 +23,8 @@ pub struct EndpointRoute {
     pub key_hashes: [[u8; 32]; 2],
     /// Deployments with a positive weight, in a stable order.
     pub traffic: Vec<(String, u32)>,
+    /// The mirror deployment and the percent of unpinned live requests it gets a copy of.
+    pub mirror: Option<(String, u32)>,
     pub deployments: HashMap<String, DeploymentRoute>,
 }
 
@@ -61,6 +63,7 @@ mod tests {
             auth_mode: AuthMode::Key,
             key_hashes: [[0; 32]; 2],
             traffic: traffic.iter().map(|(n, w)| (n.to_string(), *w)).collect(),
+            mirror: None,
             deployments: HashMap::new(),
         }
     }

@@ -13,9 +13,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Largest scoring request the gateway accepts.
-const MAX_SCORING_BODY_BYTES: usize = 100 << 20;
-
 pub fn main(args: ServerArgs, data_dir: std::path::PathBuf) -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
@@ -92,8 +89,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         work_dir: data_dir.clone(),
         ready_timeout: Duration::from_secs(120),
     };
+    let stats = sluice_gateway::TrafficStats::default();
     let (reconciler, routes) =
-        Reconciler::new(store.clone(), backend.clone(), artifacts.clone(), secrets.clone(), launch);
+        Reconciler::new(store.clone(), backend.clone(), artifacts.clone(), secrets.clone(), launch, stats.clone());
 
     let listener = tokio::net::TcpListener::bind(settings.addr)
         .await
@@ -110,16 +108,14 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         public_url: public_url.clone(),
         reconciler: reconciler.clone(),
         token_lifetime_s: settings.token_lifetime_s,
+        stats: stats.clone(),
     });
     reconciler.publish_routes().await;
     tokio::spawn(reconciler.run());
 
-    let gateway = GatewayState::new(routes, backend.endpoints(), tokens);
+    let gateway = GatewayState::new(routes, backend.endpoints(), tokens, stats);
     let app = sluice_control::router(control)
-        .merge(
-            sluice_gateway::router(gateway)
-                .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_SCORING_BODY_BYTES)),
-        )
+        .merge(sluice_gateway::router(gateway))
         .route("/healthz", axum::routing::get(|| async { "ok" }));
 
     // One machine-readable line for scripts and tests, then the human one.

@@ -33,6 +33,13 @@ impl Server {
 
     /// A server on `data_dir` (kept by the caller), with extra `server` flags.
     pub fn start_on(data_dir: &Path, extra: &[&str]) -> Self {
+        // The server's log goes next to its data directory, to read when a test fails.
+        std::fs::create_dir_all(data_dir).expect("data dir");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(data_dir.with_extension("log"))
+            .expect("server log file");
         let mut child = Command::new(BIN)
             .arg("server")
             .args(["--addr", "127.0.0.1:0", "--data-dir"])
@@ -40,7 +47,7 @@ impl Server {
             .args(extra)
             .env_remove("SLUICE_ADDR")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(log)
             .spawn()
             .expect("start sluice server");
         let stdout = child.stdout.take().expect("stdout");

@@ -4,5 +4,7 @@
 mod auth;
 mod durability;
 mod harness;
+mod load;
+mod traffic;
 mod validation;
 mod walkthrough;
