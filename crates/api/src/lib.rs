@@ -9,6 +9,7 @@ pub mod endpoint;
 mod enums;
 pub mod error;
 pub mod model;
+pub mod rollout;
 pub mod validate;
 pub mod yaml;
 

@@ -10,3 +10,7 @@ pub fn now_rfc3339() -> String {
 pub fn now_epoch_s() -> i64 {
     OffsetDateTime::now_utc().unix_timestamp()
 }
+
+pub fn now_epoch_ms() -> i64 {
+    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}

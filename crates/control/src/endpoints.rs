@@ -80,7 +80,7 @@ async fn with_stats(control: &Control, row: &EndpointRow) -> Result<OnlineEndpoi
     Ok(wire)
 }
 
-async fn load(control: &Control, ws: &str, name: &str) -> Result<EndpointRow, ApiError> {
+pub(crate) async fn load(control: &Control, ws: &str, name: &str) -> Result<EndpointRow, ApiError> {
     check_workspace(ws)?;
     match control.store.get_endpoint(ws, name).await? {
         Some(row) if row.provisioning_state != ProvisioningState::Deleting.as_str() => Ok(row),
@@ -179,6 +179,14 @@ pub async fn update(
         }]));
     }
     check_traffic(&control, &ws, &spec).await?;
+    let rollout = control.store.latest_rollout(&ws, &name).await?;
+    if rollout.is_some_and(|r| r.state == sluice_api::rollout::RolloutState::Running.as_str())
+        && old.as_ref().is_some_and(|o| crate::rollouts::traffic_of(o) != crate::rollouts::traffic_of(&spec))
+    {
+        return Err(ApiError::Conflict(format!(
+            "a rollout is moving {name:?}'s traffic; abort it first (sluice online-endpoint rollout abort --name {name})"
+        )));
+    }
     row.spec_json = serde_json::to_string(&spec).map_err(|e| ApiError::Internal(e.to_string()))?;
     row.updated_at = clock::now_rfc3339();
     if !control.store.update_endpoint(&row).await? {

@@ -13,11 +13,14 @@ mod error;
 mod models;
 mod openapi;
 mod reconciler;
+mod rollout_driver;
+mod rollouts;
 pub mod secrets;
 
 pub use artifacts::ArtifactStore;
 pub use error::ApiError;
 pub use openapi::openapi_json;
+pub use rollout_driver::run_rollouts;
 pub use reconciler::{Reconciler, ReplicaLaunch};
 
 use axum::Router;
@@ -40,6 +43,8 @@ pub struct Control {
     pub reconciler: Reconciler,
     /// What the gateway counted per deployment; `show` reports it and rollouts gate on it.
     pub stats: sluice_gateway::TrafficStats,
+    /// Unique per server process: a rollout measured by another process re-takes its baseline.
+    pub server_epoch: String,
     /// Lifetime of `aml_token`s, seconds.
     pub token_lifetime_s: i64,
 }
@@ -52,6 +57,7 @@ pub fn router(control: Arc<Control>) -> Router {
         .merge(artifacts::routes())
         .merge(endpoints::routes())
         .merge(deployments::routes())
+        .merge(rollouts::routes())
         .route_layer(axum::middleware::from_fn_with_state(control.clone(), admin_auth::require_admin));
     Router::new().route("/api/v1/openapi.json", axum::routing::get(openapi::serve)).merge(protected).with_state(control)
 }

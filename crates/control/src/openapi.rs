@@ -12,6 +12,7 @@ use utoipa::OpenApi;
         crate::endpoints::get_credentials, crate::endpoints::regenerate_keys,
         crate::deployments::create, crate::deployments::update, crate::deployments::show, crate::deployments::list, crate::deployments::remove,
         crate::deployments::logs,
+        crate::rollouts::start, crate::rollouts::show, crate::rollouts::abort,
     ),
     tags((name = "models"), (name = "online-endpoints"), (name = "online-deployments"))
 )]

@@ -235,6 +235,7 @@ impl Reconciler {
             let remaining =
                 self.inner.store.list_deployments(Some((&ep.workspace, &ep.name))).await.map(|d| d.len()).unwrap_or(1);
             if remaining == 0 {
+                let _ = self.inner.store.delete_rollouts(&ep.workspace, &ep.name).await;
                 let _ = self.inner.store.delete_endpoint(&ep.workspace, &ep.name).await;
             }
         }

@@ -14,7 +14,7 @@ pub use instance_type::{InstanceType, Resources};
 pub use names::{ModelName, ModelVersion, ResourceName};
 pub use references::ModelRef;
 pub use resources::{ValidDeployment, ValidEndpoint};
-pub use traffic::Traffic;
+pub use traffic::{Traffic, shift_to};
 
 /// A value broke a rule; the message says what is expected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -109,9 +109,11 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         reconciler: reconciler.clone(),
         token_lifetime_s: settings.token_lifetime_s,
         stats: stats.clone(),
+        server_epoch: uuid::Uuid::new_v4().to_string(),
     });
     reconciler.publish_routes().await;
     tokio::spawn(reconciler.run());
+    tokio::spawn(sluice_control::run_rollouts(control.clone()));
 
     let gateway = GatewayState::new(routes, backend.endpoints(), tokens, stats);
     let app = sluice_control::router(control)

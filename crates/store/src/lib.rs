@@ -6,10 +6,12 @@
 mod deployments;
 mod endpoints;
 mod models;
+mod rollouts;
 
 pub use deployments::DeploymentRow;
 pub use endpoints::EndpointRow;
 pub use models::ModelRow;
+pub use rollouts::RolloutRow;
 
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
