@@ -2,6 +2,7 @@
 
 use crate::error::CliError;
 use crate::output::{print_list, print_one, print_text};
+use crate::rollout::{self, RolloutArgs};
 use crate::spec_file::SpecDoc;
 use crate::traffic::{check_sum, parse_traffic, to_yaml};
 use crate::wait::{Goal, wait_for};
@@ -27,6 +28,11 @@ pub enum EndpointCommand {
     GetCredentials(NameArgs),
     /// Replace the primary or secondary key with a fresh one.
     RegenerateKeys(RegenerateKeysArgs),
+    /// Move live traffic to a deployment step by step, rolling back when a gate fails.
+    ///
+    /// `rollout --name E --to D` starts a rollout and follows it until it ends (exit 1 unless it
+    /// succeeds); `rollout show --name E` and `rollout abort --name E` act on the latest one.
+    Rollout(RolloutArgs),
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -138,6 +144,7 @@ pub(crate) async fn run(ctx: &Ctx, cmd: EndpointCommand) -> Result<(), CliError>
             client.regenerate_keys(&args.name, key_type).await?;
             Ok(())
         }
+        EndpointCommand::Rollout(args) => rollout::run(ctx, args).await,
     }
 }
 

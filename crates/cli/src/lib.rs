@@ -11,6 +11,7 @@ mod error;
 mod inline_model;
 mod model;
 mod output;
+mod rollout;
 mod spec_file;
 mod traffic;
 mod wait;
@@ -19,6 +20,7 @@ pub use deployment::DeploymentCommand;
 pub use endpoint::EndpointCommand;
 pub use model::ModelCommand;
 pub use output::OutputFormat;
+pub use rollout::{RolloutAction, RolloutArgs};
 
 use error::CliError;
 use sluice_client::SluiceClient;
@@ -164,6 +166,24 @@ mod tests {
         assert!(parse("online-deployment get-logs -n blue -e ep --lines 10 --replica 1").is_ok());
         assert!(parse("online-endpoint regenerate-keys -n ep --key-type secondary").is_ok());
         assert!(parse("online-endpoint regenerate-keys -n ep --key-type tertiary").is_err());
+    }
+
+    #[test]
+    fn rollout_takes_start_flags_or_a_subcommand() {
+        let start = |args: &str| match parse(args).map(|c| c.cmd) {
+            Ok(Command::OnlineEndpoint(EndpointCommand::Rollout(r))) => Ok(r),
+            other => Err(format!("{other:?}")),
+        };
+        let r = start("online-endpoint rollout -n ep --to green --steps 50,100 --interval 5m --no-wait").unwrap();
+        assert!(r.action.is_none());
+        assert_eq!((r.start.to.as_deref(), r.start.steps.as_deref()), (Some("green"), Some("50,100")));
+        let r = start("online-endpoint rollout show --name ep -o table").unwrap();
+        assert!(matches!(r.action, Some(RolloutAction::Show(a)) if a.name == "ep"));
+        assert!(matches!(start("online-endpoint rollout abort -n ep").unwrap().action, Some(RolloutAction::Abort(_))));
+        assert!(start("online-endpoint rollout -n ep").is_err(), "--to is required to start");
+        assert!(start("online-endpoint rollout --to green").is_err(), "--name is required to start");
+        assert!(start("online-endpoint rollout show").is_err(), "show needs --name");
+        assert!(start("online-endpoint rollout --to green show -n ep").is_err(), "start flags and show do not mix");
     }
 
     #[test]

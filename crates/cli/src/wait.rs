@@ -10,9 +10,9 @@ use std::future::Future;
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
-const POLL_INTERVAL: Duration = Duration::from_millis(500);
+pub(crate) const POLL_INTERVAL: Duration = Duration::from_millis(500);
 /// Past this the CLI stops waiting; the operation goes on on the server.
-const GIVE_UP_AFTER: Duration = Duration::from_secs(30 * 60);
+pub(crate) const GIVE_UP_AFTER: Duration = Duration::from_secs(30 * 60);
 
 /// A resource with Azure ML's `provisioning_state`.
 pub(crate) trait Provisioned {

@@ -9,6 +9,7 @@ mod deployments;
 mod endpoints;
 mod error;
 mod models;
+mod rollouts;
 
 pub use endpoints::ScoreResponse;
 pub use error::ClientError;

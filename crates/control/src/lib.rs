@@ -20,8 +20,8 @@ pub mod secrets;
 pub use artifacts::ArtifactStore;
 pub use error::ApiError;
 pub use openapi::openapi_json;
-pub use rollout_driver::run_rollouts;
 pub use reconciler::{Reconciler, ReplicaLaunch};
+pub use rollout_driver::run_rollouts;
 
 use axum::Router;
 use sluice_backend::LocalBackend;

@@ -64,10 +64,10 @@ fn judge(spec: &RolloutSpec, weight: u32, window: &StatsSnapshot) -> Verdict {
             spec.max_error_rate * 100.0
         ));
     }
-    if let (Some(max), Some(p)) = (spec.max_p99_latency_ms, p99) {
-        if p > max {
-            reasons.push(format!("p99 latency of at most {p} ms is above --max-p99-latency-ms {max}"));
-        }
+    if let (Some(max), Some(p)) = (spec.max_p99_latency_ms, p99)
+        && p > max
+    {
+        reasons.push(format!("p99 latency of at most {p} ms is above --max-p99-latency-ms {max}"));
     }
     let step = RolloutStep {
         weight,
@@ -109,7 +109,8 @@ async fn advance(control: &Control, mut row: RolloutRow) -> Result<(), crate::Ap
     let original: BTreeMap<String, u32> = serde_json::from_str(&row.original_traffic_json).map_err(bad)?;
     let mut history: Vec<RolloutStep> = serde_json::from_str(&row.history_json).map_err(bad)?;
     let endpoint = control.store.get_endpoint(&row.workspace, &row.endpoint).await?;
-    let Some(endpoint) = endpoint.filter(|e| e.provisioning_state != sluice_domain::ProvisioningState::Deleting.as_str())
+    let Some(endpoint) =
+        endpoint.filter(|e| e.provisioning_state != sluice_domain::ProvisioningState::Deleting.as_str())
     else {
         return Ok(());
     };

@@ -4,10 +4,10 @@ use crate::deployments::replica_set_id;
 use crate::error::Json;
 use crate::models::check_workspace;
 use crate::{ApiError, Control, clock};
+use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use axum::Router;
 use sluice_api::FieldError;
 use sluice_api::endpoint::OnlineEndpointSpec;
 use sluice_api::rollout::{Rollout, RolloutSpec, RolloutState, RolloutStep};
@@ -29,7 +29,8 @@ pub(crate) fn to_wire(row: &RolloutRow) -> Result<Rollout, ApiError> {
         id: row.id.clone(),
         endpoint: row.endpoint.clone(),
         spec: serde_json::from_str(&row.spec_json).map_err(bad)?,
-        state: RolloutState::parse(&row.state).ok_or_else(|| ApiError::Internal("stored rollout state unknown".into()))?,
+        state: RolloutState::parse(&row.state)
+            .ok_or_else(|| ApiError::Internal("stored rollout state unknown".into()))?,
         step_index: usize::try_from(row.step_index).unwrap_or(0),
         original_traffic: serde_json::from_str(&row.original_traffic_json).map_err(bad)?,
         message: row.message.clone(),
@@ -51,8 +52,8 @@ pub(crate) fn with_traffic(
     traffic: &BTreeMap<String, u32>,
     drop_mirror: Option<&str>,
 ) -> Result<EndpointRow, ApiError> {
-    let mut spec: OnlineEndpointSpec =
-        serde_json::from_str(&row.spec_json).map_err(|e| ApiError::Internal(format!("stored endpoint unreadable: {e}")))?;
+    let mut spec: OnlineEndpointSpec = serde_json::from_str(&row.spec_json)
+        .map_err(|e| ApiError::Internal(format!("stored endpoint unreadable: {e}")))?;
     spec.traffic = traffic.iter().map(|(k, v)| (k.clone(), serde_json::Value::from(*v))).collect();
     if let Some(d) = drop_mirror {
         spec.mirror_traffic.remove(d);
@@ -117,10 +118,10 @@ pub async fn start(
         }
         None => return Err(ApiError::NotFound(format!("deployment {:?} not found in endpoint {name:?}", spec.to))),
     }
-    if let Some(r) = control.store.latest_rollout(&ws, &name).await? {
-        if r.state == RolloutState::Running.as_str() {
-            return Err(ApiError::Conflict(format!("a rollout to endpoint {name:?} is running; abort it first")));
-        }
+    if let Some(r) = control.store.latest_rollout(&ws, &name).await?
+        && r.state == RolloutState::Running.as_str()
+    {
+        return Err(ApiError::Conflict(format!("a rollout to endpoint {name:?} is running; abort it first")));
     }
     let ep_spec: OnlineEndpointSpec =
         serde_json::from_str(&endpoint.spec_json).map_err(|e| ApiError::Internal(e.to_string()))?;

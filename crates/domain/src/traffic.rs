@@ -47,7 +47,8 @@ impl Traffic {
 /// `None` when `percent < 100` but no other deployment had traffic to share it.
 pub fn shift_to(original: &BTreeMap<String, u32>, target: &str, percent: u32) -> Option<BTreeMap<String, u32>> {
     let percent = percent.min(100);
-    let others: Vec<(&String, u32)> = original.iter().filter(|(k, w)| k.as_str() != target && **w > 0).map(|(k, w)| (k, *w)).collect();
+    let others: Vec<(&String, u32)> =
+        original.iter().filter(|(k, w)| k.as_str() != target && **w > 0).map(|(k, w)| (k, *w)).collect();
     let other_total: u32 = others.iter().map(|(_, w)| w).sum();
     let rest = 100 - percent;
     if rest > 0 && other_total == 0 {

@@ -16,6 +16,10 @@ pub struct World {
     pub deployments: BTreeMap<(String, String), Value>,
     /// Bodies of deployment creates and updates.
     pub deployment_bodies: Vec<Value>,
+    /// The latest rollout of each endpoint.
+    pub rollouts: BTreeMap<String, Value>,
+    /// Bodies of rollout starts.
+    pub rollout_bodies: Vec<Value>,
 }
 
 pub struct FakeServer {
@@ -58,6 +62,33 @@ fn settle(resource: &mut Value) {
             resource["message"] = json!("replica exited: out of memory");
         }
     }
+}
+
+/// Moves a running rollout on by one step, as the server's controller would after an interval:
+/// to the next step, to `Succeeded` after the last, or `RolledBack` when `to` is `red` (whose
+/// error rate is always too high).
+fn advance(rollout: &mut Value, endpoint: Option<&mut Value>) {
+    if rollout["state"] != "Running" {
+        return;
+    }
+    let to = rollout["to"].as_str().unwrap_or("").to_owned();
+    let index = rollout["step_index"].as_u64().unwrap_or(0);
+    let steps = rollout["steps"].as_array().map_or(0, Vec::len) as u64;
+    if to == "red" {
+        rollout["state"] = json!("RolledBack");
+        rollout["message"] = json!("error rate 0.5 above 0.01 at 10%");
+    } else if index + 1 < steps {
+        rollout["step_index"] = json!(index + 1);
+    } else {
+        rollout["state"] = json!("Succeeded");
+        if let Some(ep) = endpoint {
+            ep["traffic"] = json!({ to: 100 });
+        }
+    }
+}
+
+fn conflict(message: &str) -> Response {
+    answer(409, json!({"error": {"code": "Conflict", "message": message}}))
 }
 
 async fn handle(State(world): State<Arc<Mutex<World>>>, request: Request) -> Response {
@@ -172,6 +203,46 @@ async fn handle(State(world): State<Arc<Mutex<World>>>, request: Request) -> Res
                 }
                 None => not_found("deployment"),
             }
+        }
+        ("POST", ["online-endpoints", ep, "rollouts"]) => {
+            let Some(traffic) = w.endpoints.get(*ep).map(|e| e["traffic"].clone()) else {
+                return not_found("endpoint");
+            };
+            if w.rollouts.get(*ep).is_some_and(|r| r["state"] == "Running") {
+                return conflict("a rollout is already running");
+            }
+            w.rollout_bodies.push(body.clone());
+            let mut r = body.clone();
+            for (k, v) in [
+                ("id", json!(format!("r{}", w.rollout_bodies.len()))),
+                ("endpoint", json!(ep)),
+                ("state", json!("Running")),
+                ("step_index", json!(0)),
+                ("original_traffic", traffic),
+                ("history", json!([])),
+                ("created_at", json!("t")),
+                ("updated_at", json!("t")),
+            ] {
+                r[k] = v;
+            }
+            w.rollouts.insert(ep.to_string(), r.clone());
+            answer(201, r)
+        }
+        ("GET", ["online-endpoints", ep, "rollouts", "latest"]) => {
+            let World { rollouts, endpoints, .. } = &mut *w;
+            let Some(r) = rollouts.get_mut(*ep) else { return not_found("rollout") };
+            let now = r.clone();
+            advance(r, endpoints.get_mut(*ep));
+            answer(200, now)
+        }
+        ("POST", ["online-endpoints", ep, "rollouts", "latest", "abort"]) => {
+            let Some(r) = w.rollouts.get_mut(*ep) else { return not_found("rollout") };
+            if r["state"] != "Running" {
+                return conflict("the rollout is not running");
+            }
+            r["state"] = json!("Aborted");
+            r["message"] = json!("aborted by a user");
+            answer(200, r.clone())
         }
         _ => not_found("route"),
     }

@@ -144,6 +144,100 @@ async fn delete_waits_until_gone_and_needs_yes_without_a_terminal() {
     assert_eq!(sluice(&server.url, &["online-endpoint", "show", "-n", "iris-ep"]).await, ExitCode::from(1));
 }
 
+/// An endpoint with all live traffic on `blue`, straight into the fake's state.
+fn endpoint_on_blue(server: &FakeServer) {
+    let ep = json!({"name": "iris-ep", "auth_mode": "key", "traffic": {"blue": 100}, "mirror_traffic": {},
+        "tags": {}, "provisioning_state": "Succeeded", "scoring_uri": "http://x/score",
+        "openapi_uri": "http://x/swagger.json", "created_at": "t", "updated_at": "t"});
+    server.world.lock().unwrap().endpoints.insert("iris-ep".into(), ep);
+}
+
+const ROLLOUTS: &str = "/api/v1/workspaces/default/online-endpoints/iris-ep/rollouts";
+
+#[tokio::test]
+async fn rollout_waits_until_it_succeeds() {
+    let server = FakeServer::start().await;
+    endpoint_on_blue(&server);
+    let args = [
+        "online-endpoint",
+        "rollout",
+        "-n",
+        "iris-ep",
+        "--to",
+        "green",
+        "--steps",
+        "50,100",
+        "--interval",
+        "1m",
+        "--max-error-rate",
+        "2%",
+        "--min-agreement",
+        "0.99",
+        "--max-p99-latency-ms",
+        "250",
+    ];
+    assert_eq!(sluice(&server.url, &args).await, ExitCode::SUCCESS);
+    let w = server.world.lock().unwrap();
+    assert_eq!(
+        w.rollout_bodies,
+        [json!({"to": "green", "steps": [50, 100], "interval_s": 60, "max_error_rate": 0.02,
+            "max_p99_latency_ms": 250.0, "min_agreement": 0.99, "min_requests": 10})]
+    );
+    assert_eq!(w.rollouts["iris-ep"]["state"], "Succeeded");
+    assert_eq!(w.endpoints["iris-ep"]["traffic"], json!({"green": 100}));
+    // Started once, then polled until the answer was Succeeded: Running 1/2, Running 2/2, Succeeded.
+    let latest = format!("GET {ROLLOUTS}/latest");
+    assert_eq!(w.log, [format!("POST {ROLLOUTS}"), latest.clone(), latest.clone(), latest]);
+}
+
+#[tokio::test]
+async fn a_rolled_back_rollout_exits_1() {
+    let server = FakeServer::start().await;
+    endpoint_on_blue(&server);
+    let code = sluice(&server.url, &["online-endpoint", "rollout", "-n", "iris-ep", "--to", "red"]).await;
+    assert_eq!(code, ExitCode::from(1));
+    let w = server.world.lock().unwrap();
+    assert_eq!(w.rollouts["iris-ep"]["state"], "RolledBack");
+    assert_eq!(w.rollout_bodies[0]["steps"], json!([10, 25, 50, 100]), "the server's defaults");
+    assert_eq!(w.endpoints["iris-ep"]["traffic"], json!({"blue": 100}));
+}
+
+#[tokio::test]
+async fn rollout_show_and_abort() {
+    let server = FakeServer::start().await;
+    endpoint_on_blue(&server);
+    let show = ["online-endpoint", "rollout", "show", "-n", "iris-ep"];
+    assert_eq!(sluice(&server.url, &show).await, ExitCode::from(1), "no rollout yet: 404");
+    let start = ["online-endpoint", "rollout", "-n", "iris-ep", "--to", "green", "--no-wait"];
+    assert_eq!(sluice(&server.url, &start).await, ExitCode::SUCCESS);
+    assert_eq!(sluice(&server.url, &start).await, ExitCode::from(1), "one is already running: 409");
+    assert_eq!(sluice(&server.url, &show).await, ExitCode::SUCCESS);
+    let abort = ["online-endpoint", "rollout", "abort", "-n", "iris-ep"];
+    assert_eq!(sluice(&server.url, &abort).await, ExitCode::SUCCESS);
+    assert_eq!(server.world.lock().unwrap().rollouts["iris-ep"]["state"], "Aborted");
+    assert_eq!(sluice(&server.url, &abort).await, ExitCode::from(1), "not running any more: 409");
+    let log = server.log();
+    assert_eq!(log[log.len() - 2], format!("POST {ROLLOUTS}/latest/abort"));
+    assert_eq!(server.world.lock().unwrap().rollout_bodies.len(), 1);
+}
+
+#[tokio::test]
+async fn bad_rollout_flags_fail_before_anything_is_sent() {
+    let server = FakeServer::start().await;
+    for (flag, value) in [
+        ("--interval", "500ms"),
+        ("--interval", "soon"),
+        ("--max-error-rate", "5"),
+        ("--min-agreement", "101%"),
+        ("--steps", "10,50"),
+        ("--min-requests", "lots"),
+    ] {
+        let args = ["online-endpoint", "rollout", "-n", "iris-ep", "--to", "green", flag, value];
+        assert_eq!(sluice(&server.url, &args).await, ExitCode::from(1), "{flag} {value}");
+    }
+    assert_eq!(server.log(), Vec::<String>::new());
+}
+
 #[tokio::test]
 async fn an_unreachable_server_exits_2() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

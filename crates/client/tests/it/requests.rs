@@ -5,6 +5,7 @@ use serde_json::json;
 use sluice_api::ModelTypeWire;
 use sluice_api::endpoint::{EndpointCredentials, KeyType, OnlineEndpointSpec};
 use sluice_api::model::ModelCreate;
+use sluice_api::rollout::{RolloutSpec, RolloutState};
 use sluice_client::{ClientError, SluiceClient, archive};
 
 const WS: &str = "/api/v1/workspaces/default";
@@ -176,6 +177,60 @@ async fn deployment_routes_and_logs() {
     assert_eq!(r.query.as_deref(), Some("lines=10&replica=1"));
     c.get_deployment_logs("iris-ep", "blue", None, None).await.unwrap();
     assert_eq!(server.last().query, None);
+}
+
+fn rollout_json(state: &str) -> String {
+    json!({
+        "id": "r-1", "endpoint": "iris-ep", "to": "green", "steps": [10, 100], "interval_s": 30,
+        "max_error_rate": 0.01, "min_requests": 10, "state": state, "step_index": 1,
+        "original_traffic": {"blue": 100}, "message": "error rate 0.2 above 0.01",
+        "history": [{"weight": 10, "requests": 40, "errors": 8, "error_rate": 0.2, "p99_ms": 12.5,
+            "passed": false, "reason": "error rate 0.2 above 0.01", "finished_at": "t"}],
+        "created_at": "t", "updated_at": "t"
+    })
+    .to_string()
+}
+
+#[tokio::test]
+async fn rollout_routes() {
+    let server = MockServer::start(|r| match (r.method.as_str(), r.path.rsplit('/').next().unwrap()) {
+        ("POST", "rollouts") => (201, rollout_json("Running")),
+        ("POST", "abort") => (200, rollout_json("Aborted")),
+        _ if r.path.contains("never") => {
+            (404, json!({"error": {"code": "NotFound", "message": "no rollout"}}).to_string())
+        }
+        _ => (200, rollout_json("RolledBack")),
+    })
+    .await;
+    let c = client(&server);
+    let spec = RolloutSpec {
+        to: "green".into(),
+        steps: vec![10, 100],
+        interval_s: 30,
+        max_error_rate: 0.01,
+        max_p99_latency_ms: None,
+        min_agreement: Some(0.99),
+        min_requests: 10,
+    };
+    let started = c.start_rollout("iris-ep", &spec).await.unwrap();
+    assert_eq!((started.state, started.spec.to.as_str(), started.step_index), (RolloutState::Running, "green", 1));
+    let r = server.last();
+    assert_call(&r, "POST", &format!("{WS}/online-endpoints/iris-ep/rollouts"));
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert_eq!(
+        r.json(),
+        json!({"to": "green", "steps": [10, 100], "interval_s": 30, "max_error_rate": 0.01,
+            "min_agreement": 0.99, "min_requests": 10})
+    );
+    let latest = c.get_rollout("iris-ep").await.unwrap();
+    assert_eq!(latest.state, RolloutState::RolledBack);
+    assert_eq!(latest.history[0].reason.as_deref(), Some("error rate 0.2 above 0.01"));
+    assert_call(&server.last(), "GET", &format!("{WS}/online-endpoints/iris-ep/rollouts/latest"));
+    assert_eq!(c.abort_rollout("iris-ep").await.unwrap().state, RolloutState::Aborted);
+    let r = server.last();
+    assert_call(&r, "POST", &format!("{WS}/online-endpoints/iris-ep/rollouts/latest/abort"));
+    assert!(r.body.is_empty(), "abort sends no body");
+    assert!(c.get_rollout("never").await.unwrap_err().is_not_found());
 }
 
 #[tokio::test]

@@ -101,6 +101,9 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
         // SIGTERM first so replicas are stopped cleanly; SIGKILL if it lingers.
         let _ = Command::new("kill").arg(self.child.id().to_string()).status();
         for _ in 0..100 {

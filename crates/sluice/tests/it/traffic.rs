@@ -33,7 +33,7 @@ fn endpoint_json(server: &Server) -> serde_json::Value {
     serde_json::from_str(&server.cli_ok(&["online-endpoint", "show", "--name", "iris-ep"])).unwrap()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn split_pin_and_mirror() {
     let server = Server::start();
     deploy_iris(&server);
@@ -118,7 +118,7 @@ async fn split_pin_and_mirror() {
     assert_eq!(status, 200);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_traffic_is_refused_and_changes_nothing() {
     let server = Server::start();
     deploy_iris(&server);
@@ -143,7 +143,7 @@ async fn bad_traffic_is_refused_and_changes_nothing() {
     assert_eq!(before["mirror_traffic"], after["mirror_traffic"]);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changes_under_load_fail_no_request() {
     let server = Server::start();
     deploy_iris(&server);
