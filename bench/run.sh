@@ -137,8 +137,10 @@ COMMIT="commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')"
 COMMIT="$COMMIT, release build ($(rustc --version 2>/dev/null || echo rustc))"
 NS_TEXT=$([ "$NETNS" = 1 ] && echo "each server + its wrk in a private network namespace (unshare -n, loopback only)" || echo "host loopback (no network namespace)")
 log "writing $MD"
-python3 "$HERE/summarize.py" "$RUNFILE" --kit "$KIT" --md "$MD" --commit "$COMMIT" \
-  --settings "$DURATION s per concurrency level (c = $CONCS), $WARMUP s warm-up at c=32; server pinned to CPU $SERVER_CPUS, wrk -t1 pinned to CPU $LOAD_CPUS, both nice $BENCH_NICE (autogroup too); $NS_TEXT; run $TS UTC"
+TITLE="Sluice beside its peers"
+[ "$DURATION" -lt 20 ] && TITLE="$TITLE: SHORT RUN ($DURATION s per level), a check that everything works, not numbers to quote"
+python3 "$HERE/summarize.py" "$RUNFILE" --kit "$KIT" --md "$MD" --commit "$COMMIT" --title "$TITLE" --raw "$(basename "$JSONL")" \
+  --settings "$DURATION s per concurrency level (c = $CONCS), $([ "$WARMUP" = 0 ] && echo "no warm-up" || echo "$WARMUP s warm-up at c=32"); server pinned to CPU $SERVER_CPUS, wrk -t1 pinned to CPU $LOAD_CPUS, both nice $BENCH_NICE (autogroup too); $NS_TEXT; run $TS UTC"
 echo "results: $JSONL (this run also in $RUNFILE)"
 echo "table:   $MD"
 echo "logs:    $R/run/logs/"

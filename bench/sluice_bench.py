@@ -62,6 +62,23 @@ def run_wrk(url, body_file, ctype, conc, dur, load_cpus, nice, bearer):
     raise RuntimeError("wrk produced no summary:\n" + out)
 
 
+def cpus_allowed(pid, want=None):
+    """Cpus_allowed_list of a process, or the canonical form of `want` (e.g. "1") if given."""
+    if want is not None:
+        cpus = set()
+        for part in want.split(","):
+            lo, _, hi = part.partition("-")
+            cpus.update(range(int(lo), int(hi or lo) + 1))
+        return ",".join(map(str, sorted(cpus)))
+    try:
+        for line in open(f"/proc/{pid}/status"):
+            if line.startswith("Cpus_allowed_list:"):
+                return cpus_allowed(None, line.split(":", 1)[1].strip())
+    except OSError:
+        return None
+    return None
+
+
 def wait_for_line(path, needle, proc, timeout):
     t0 = time.time()
     while time.time() - t0 < timeout:
@@ -187,6 +204,10 @@ def main():
         print(f"[{name}] ready in {result['startup_s']}s: {result['sample_response'][:200]}", flush=True)
         _, rss_idle, _ = kit.usage(root)
         result["rss_idle_mb"] = round(rss_idle / 2**20, 1)
+        # Every process of the tree (server and replica) must be on the server's CPUs only.
+        result["tree_cpus_allowed"] = sorted({cpus_allowed(p) for p in kit.tree(root)[0]} - {None})
+        if result["tree_cpus_allowed"] != [cpus_allowed("self", a.server_cpus)]:
+            raise RuntimeError(f"server tree is not pinned to {a.server_cpus}: {result['tree_cpus_allowed']}")
         kit.boost(kit.tree(root)[0])
         if a.warmup:
             run_wrk(url, body_file, a.ctype, 32, a.warmup, a.load_cpus, kit.NICE, bearer)

@@ -32,7 +32,7 @@ def machine():
         mem = f", {kb / 2**20:.1f} GiB RAM"
     except (OSError, StopIteration, ValueError):
         pass
-    return (f"{model}, {cpus} CPUs ({sockets} socket × {cores} cores × {tpc} threads)"
+    return (f"{model}, {cpus} CPUs ({sockets} socket(s) × {cores} core(s) × {tpc} thread(s) per core)"
             f"{', ' + hyp + ' guest' if hyp else ''}{mem}; kernel {platform.release()}; host {socket.gethostname()}")
 
 
@@ -56,10 +56,14 @@ def derived(rows):
     g1, r1 = run_at(rows.get("sluice-gateway"), 1), run_at(rows.get("sluice-replica"), 1)
     if g1 and r1:
         d = g1["p50_ms"] - r1["p50_ms"]
+        cpu = f"server CPU per request at c=1: {g1['server_cpu_us_per_req']:.0f} − {r1['server_cpu_us_per_req']:.0f} = " \
+              f"{g1['server_cpu_us_per_req'] - r1['server_cpu_us_per_req']:.0f} µs"
+        g32, r32 = run_at(rows.get("sluice-gateway"), 32), run_at(rows.get("sluice-replica"), 32)
+        if g32 and r32:
+            cpu += (f"; at c=32: {g32['server_cpu_us_per_req']:.0f} − {r32['server_cpu_us_per_req']:.0f} = "
+                    f"{g32['server_cpu_us_per_req'] - r32['server_cpu_us_per_req']:.0f} µs")
         out.append(f"Gateway overhead at c=1, p50: sluice-gateway {g1['p50_ms']:.3f} ms − sluice-replica "
-                   f"{r1['p50_ms']:.3f} ms = **{d * 1000:.0f} µs** per request "
-                   f"(CPU: {g1['server_cpu_us_per_req']:.0f} − {r1['server_cpu_us_per_req']:.0f} = "
-                   f"{g1['server_cpu_us_per_req'] - r1['server_cpu_us_per_req']:.0f} µs/req)")
+                   f"{r1['p50_ms']:.3f} ms = **{d * 1000:.0f} µs** per request ({cpu})")
     else:
         out.append("Gateway overhead at c=1, p50: n/a (sluice-gateway or sluice-replica has no c=1 result)")
     g32, m32 = run_at(rows.get("sluice-gateway"), 32), run_at(rows.get("mlserver-onnx"), 32)
@@ -79,6 +83,7 @@ def main():
     ap.add_argument("--settings", default="")
     ap.add_argument("--commit", default="")
     ap.add_argument("--title", default="")
+    ap.add_argument("--raw", default="", help="name of the JSON-lines file the results are kept in")
     a = ap.parse_args()
 
     table = subprocess.run([sys.executable, os.path.join(a.kit, "report.py"), a.results],
@@ -90,7 +95,7 @@ def main():
         lines.append(f"- Sluice: {a.commit}")
     if a.settings:
         lines.append(f"- Settings: {a.settings}")
-    lines.append(f"- Raw results: `{os.path.basename(a.results)}` (JSON lines, the peer kit's schema)")
+    lines.append(f"- Raw results: `{a.raw or os.path.basename(a.results)}` (JSON lines, the peer kit's schema)")
     lines += ["", table, ""]
     lines += [f"- {d}" for d in derived(rows)]
     lines += ["", "Servers:", ""]
