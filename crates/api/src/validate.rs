@@ -3,7 +3,7 @@
 use crate::FieldError;
 use crate::deployment::{ModelField, OnlineDeploymentSpec};
 use crate::endpoint::OnlineEndpointSpec;
-use sluice_domain::{InstanceType, ModelRef, ResourceName, ValidDeployment, ValidEndpoint, limits};
+use sluice_domain::{CodeRef, InstanceType, ModelRef, ResourceName, ValidDeployment, ValidEndpoint, limits};
 use std::collections::BTreeMap;
 
 /// Collects field errors so a user sees all of them at once.
@@ -119,12 +119,23 @@ pub fn deployment(spec: &OnlineDeploymentSpec) -> Result<ValidDeployment, Vec<Fi
             format!("{}: expected at most {} milliseconds", rs.max_queue_wait_ms, limits::MAX_REQUEST_TIMEOUT_MS),
         );
     }
-    if spec.code_configuration.is_some() {
-        errors.push(
-            "code_configuration",
-            "Python scoring scripts are not supported yet: deploy an mlflow_model (ONNX flavor) or a triton_model",
-        );
-    }
+    let code = spec.code_configuration.as_ref().and_then(|c| {
+        let script = std::path::Path::new(&c.scoring_script);
+        let safe =
+            !c.scoring_script.is_empty() && script.components().all(|p| matches!(p, std::path::Component::Normal(_)));
+        if !safe {
+            errors.push(
+                "code_configuration.scoring_script",
+                format!("{:?}: expected a file path inside the code folder, without '..'", c.scoring_script),
+            );
+            return None;
+        }
+        if c.code.is_empty() {
+            errors.push("code_configuration.code", "required: the folder holding the scoring script");
+            return None;
+        }
+        Some(CodeRef { code: c.code.clone(), scoring_script: c.scoring_script.clone() })
+    });
     match (name, endpoint_name, model, instance_type, instance_count) {
         (Some(name), Some(endpoint_name), Some(model), Some(instance_type), Some(instance_count))
             if errors.0.is_empty() =>
@@ -139,6 +150,7 @@ pub fn deployment(spec: &OnlineDeploymentSpec) -> Result<ValidDeployment, Vec<Fi
                 max_concurrent_requests_per_instance: rs.max_concurrent_requests_per_instance,
                 max_queue_wait_ms: rs.max_queue_wait_ms,
                 environment_variables: spec.environment_variables.clone(),
+                code,
             })
         }
         _ => Err(errors.0),

@@ -8,6 +8,7 @@ use crate::output::{print_list, print_one, print_text};
 use crate::spec_file::SpecDoc;
 use crate::wait::{Goal, wait_for};
 use crate::{Ctx, confirm};
+use sluice_api::FieldError;
 use sluice_api::deployment::{ModelField, OnlineDeploymentSpec};
 use std::path::PathBuf;
 
@@ -180,6 +181,20 @@ fn checked_deployment(doc: &SpecDoc) -> Result<OnlineDeploymentSpec, CliError> {
     }
     let mut errors = sluice_api::validate::deployment(&probe).err().unwrap_or_default();
     errors.extend(inline_errors);
+    if let Some(code) = spec.code_configuration.as_ref().filter(|c| !c.code.starts_with("sha256:")) {
+        let dir = doc.resolve(&code.code);
+        if !dir.is_dir() {
+            errors.push(FieldError {
+                field: "code_configuration.code".into(),
+                message: format!("folder {} not found", dir.display()),
+            });
+        } else if !dir.join(&code.scoring_script).is_file() {
+            errors.push(FieldError {
+                field: "code_configuration.scoring_script".into(),
+                message: format!("{} not found in {}", code.scoring_script, dir.display()),
+            });
+        }
+    }
     if errors.is_empty() { Ok(spec) } else { Err(doc.invalid(errors)) }
 }
 
@@ -199,6 +214,14 @@ async fn send(ctx: &Ctx, doc: &SpecDoc, mut spec: OnlineDeploymentSpec, opts: Se
         client.get_endpoint(&endpoint).await.map_err(|e| CliError::client_from(&doc.label, e))?;
         let reference = inline_model::register(client, doc, m, &endpoint, &name).await?;
         spec.model = Some(ModelField::Reference(reference));
+    }
+    // The code folder travels like a model: uploaded once per content, referenced by its hash.
+    if let Some(code) = spec.code_configuration.as_mut().filter(|c| !c.code.starts_with("sha256:")) {
+        let uploaded = client
+            .upload_dir_or_file(doc.resolve(&code.code))
+            .await
+            .map_err(|e| CliError::client_from(&doc.label, e))?;
+        code.code = uploaded.artifact;
     }
     let sent = if opts.create {
         client.create_deployment(&endpoint, &spec).await

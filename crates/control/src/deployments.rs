@@ -71,12 +71,23 @@ async fn prepare(
     let model = resolve(control, ws, valid.model.name.as_str(), valid.model.version.as_ref().map(|v| v.as_str()))
         .await
         .map_err(|e| ApiError::validation(vec![FieldError { field: "model".into(), message: e.to_string() }]))?;
-    if model.model_type == "custom_model" {
+    if model.model_type == "custom_model" && valid.code.is_none() {
         return Err(ApiError::validation(vec![FieldError {
-            field: "model".into(),
+            field: "code_configuration".into(),
             message: format!(
-                "model {}:{} is a custom_model, which needs a scoring script; Sluice serves triton_model and mlflow_model (ONNX flavor) natively",
+                "model {}:{} is a custom_model: give a scoring script (code_configuration), or register the model as triton_model or mlflow_model (ONNX flavor) to serve it natively",
                 model.name, model.version
+            ),
+        }]));
+    }
+    if let Some(code) = &valid.code
+        && control.artifacts.top_level(&code.code).is_none()
+    {
+        return Err(ApiError::validation(vec![FieldError {
+            field: "code_configuration.code".into(),
+            message: format!(
+                "{:?} is not an uploaded code folder: upload it to /artifacts first and send its id (the CLI does this)",
+                code.code
             ),
         }]));
     }

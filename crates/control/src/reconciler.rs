@@ -28,6 +28,8 @@ pub struct ReplicaLaunch {
     pub program: PathBuf,
     pub onnxruntime: PathBuf,
     pub work_dir: PathBuf,
+    /// The Python interpreter that runs scoring scripts.
+    pub python: PathBuf,
     /// How long a new replica set may take to become ready.
     pub ready_timeout: Duration,
 }
@@ -164,17 +166,27 @@ impl Reconciler {
             .await
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("model {}:{} no longer exists", row.model_name, row.model_version))?;
-        let format = match model.model_type.as_str() {
-            "triton_model" => "triton",
-            "mlflow_model" => "mlflow",
-            other => return Err(format!("model type {other} cannot be served natively")),
-        };
         let dir = self
             .inner
             .artifacts
             .path_of(&model.artifact, &model.path)
             .ok_or("model artifact reference is malformed")?;
-        let spec = self.replica_set(row, &valid, format, dir);
+        let spec = match &valid.code {
+            Some(code) => {
+                let top = self.inner.artifacts.top_level(&code.code).ok_or("the code folder's upload is missing")?;
+                let code_dir =
+                    self.inner.artifacts.path_of(&code.code, &top).ok_or("code artifact reference is malformed")?;
+                self.python_replica_set(row, &valid, code_dir, &code.scoring_script, dir)
+            }
+            None => {
+                let format = match model.model_type.as_str() {
+                    "triton_model" => "triton",
+                    "mlflow_model" => "mlflow",
+                    other => return Err(format!("model type {other} cannot be served natively")),
+                };
+                self.replica_set(row, &valid, format, dir)
+            }
+        };
         let id = spec.id.clone();
         self.inner.backend.apply(spec).await.map_err(|e| e.to_string())?;
         self.inner.backend.wait_ready(&id, self.inner.launch.ready_timeout).await.map_err(|e| e.to_string())
@@ -209,6 +221,45 @@ impl Reconciler {
             "--inference-threads".into(),
             valid.max_concurrent_requests_per_instance.min(res.cpu_millis.div_ceil(1000).max(1)).to_string(),
         ];
+        ReplicaSetSpec {
+            id: replica_set_id(&row.workspace, &row.endpoint, &row.name),
+            generation: row.generation as u64,
+            instance_count: valid.instance_count,
+            command: ReplicaCommand { program: launch.program.clone(), args, env, cwd: launch.work_dir.clone() },
+            resources: ResourceRequest { cpu_millis: res.cpu_millis, memory_bytes: res.memory_bytes, gpus: res.gpus },
+        }
+    }
+
+    /// Replicas that run a scoring script in Python workers.
+    fn python_replica_set(
+        &self,
+        row: &DeploymentRow,
+        valid: &ValidDeployment,
+        code_dir: PathBuf,
+        scoring_script: &str,
+        model_dir: PathBuf,
+    ) -> ReplicaSetSpec {
+        let launch = &self.inner.launch;
+        let res = valid.instance_type.resources;
+        // As in Azure ML: the registered folder's parent, so its basename is kept below it.
+        let model_root = model_dir.parent().map(PathBuf::from).unwrap_or(model_dir);
+        let args = vec![
+            "replica-python".into(),
+            "--code-dir".into(),
+            code_dir.display().to_string(),
+            "--scoring-script".into(),
+            scoring_script.to_owned(),
+            "--model-dir".into(),
+            model_root.display().to_string(),
+            "--python".into(),
+            launch.python.display().to_string(),
+            "--request-timeout-ms".into(),
+            valid.request_timeout_ms.to_string(),
+            "--work-dir".into(),
+            launch.work_dir.join("run").display().to_string(),
+        ];
+        let mut env = valid.environment_variables.clone();
+        env.insert("AZUREML_MODEL_DIR".into(), model_root.display().to_string());
         ReplicaSetSpec {
             id: replica_set_id(&row.workspace, &row.endpoint, &row.name),
             generation: row.generation as u64,

@@ -13,7 +13,7 @@ mod traffic;
 pub use instance_type::{InstanceType, Resources};
 pub use names::{ModelName, ModelVersion, ResourceName};
 pub use references::ModelRef;
-pub use resources::{ValidDeployment, ValidEndpoint};
+pub use resources::{CodeRef, ValidDeployment, ValidEndpoint};
 pub use traffic::{Traffic, shift_to};
 
 /// A value broke a rule; the message says what is expected.

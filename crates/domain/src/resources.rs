@@ -25,4 +25,15 @@ pub struct ValidDeployment {
     pub max_concurrent_requests_per_instance: u32,
     pub max_queue_wait_ms: u64,
     pub environment_variables: BTreeMap<String, String>,
+    /// A scoring script to run (in Python workers) instead of serving the model natively.
+    pub code: Option<CodeRef>,
+}
+
+/// `code_configuration`: the uploaded code folder and the script in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeRef {
+    /// The code folder's artifact (`sha256:<hex>`) or, before upload, its path.
+    pub code: String,
+    /// Relative to the code folder, without `..`.
+    pub scoring_script: String,
 }

@@ -9,12 +9,15 @@ pub struct ServerArgs {
     /// Address for the management API and the gateway [default: 127.0.0.1:8080]
     #[arg(long, env = "SLUICE_ADDR")]
     pub addr: Option<SocketAddr>,
-    /// YAML config file (keys: addr, public_url, onnxruntime, token_lifetime_s)
+    /// YAML config file (keys: addr, public_url, onnxruntime, python, token_lifetime_s)
     #[arg(long, env = "SLUICE_CONFIG")]
     pub config: Option<PathBuf>,
     /// URL clients use to reach this server, for scoring_uri [default: http://<addr>]
     #[arg(long, env = "SLUICE_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// Python interpreter for scoring scripts [default: python3]
+    #[arg(long, env = "SLUICE_PYTHON")]
+    pub python: Option<PathBuf>,
     /// ONNX Runtime shared library; found or provisioned automatically when absent
     #[arg(long, env = "ORT_DYLIB_PATH")]
     pub onnxruntime: Option<PathBuf>,
@@ -27,6 +30,7 @@ struct FileConfig {
     addr: Option<SocketAddr>,
     public_url: Option<String>,
     onnxruntime: Option<PathBuf>,
+    python: Option<PathBuf>,
     token_lifetime_s: Option<i64>,
 }
 
@@ -37,6 +41,7 @@ pub struct Settings {
     pub data_dir: PathBuf,
     pub public_url: Option<String>,
     pub onnxruntime: Option<PathBuf>,
+    pub python: PathBuf,
     pub token_lifetime_s: i64,
     pub cache_dir: PathBuf,
 }
@@ -66,6 +71,7 @@ impl Settings {
             data_dir,
             public_url: args.public_url.or(file.public_url),
             onnxruntime: args.onnxruntime.or(file.onnxruntime),
+            python: args.python.or(file.python).unwrap_or_else(|| PathBuf::from("python3")),
             token_lifetime_s,
             cache_dir,
         })

@@ -22,6 +22,9 @@ enum Command {
     /// Run one replica (started by the server; not for direct use).
     #[command(hide = true)]
     Replica(sluice_runtime::ReplicaArgs),
+    /// Run one scoring-script replica (started by the server; not for direct use).
+    #[command(hide = true, name = "replica-python")]
+    ReplicaPython(sluice_runtime::PythonReplicaArgs),
     /// Print the management API's OpenAPI document.
     Openapi,
     #[command(flatten)]
@@ -33,6 +36,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Server(args) => server::main(args, cli.global.data_dir),
         Command::Replica(args) => sluice_runtime::replica_main(args),
+        Command::ReplicaPython(args) => sluice_runtime::python_replica_main(args),
         Command::Openapi => {
             println!("{}", sluice_control::openapi_json());
             ExitCode::SUCCESS

@@ -87,6 +87,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         program: std::env::current_exe().context("cannot find the sluice binary")?,
         onnxruntime,
         work_dir: data_dir.clone(),
+        python: settings.python.clone(),
         ready_timeout: Duration::from_secs(120),
     };
     let stats = sluice_gateway::TrafficStats::default();

@@ -1,0 +1,198 @@
+//! The scoring-script replica: `sluice replica-python` runs the user's `score.py` in worker
+//! processes of the deployment's Python and serves `/score` (and `/swagger.json`, `/`) from them.
+//!
+//! **Invariant (DESIGN.md #1).** User code never runs in the server, nor in this process: only
+//! in the workers, which the replica replaces when they crash or overrun `request_timeout_ms`.
+
+mod package;
+mod protocol;
+mod workers;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use protocol::RequestHead;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+pub use workers::{PoolError, WorkerConfig, WorkerPool};
+
+/// Exit code when the scoring script cannot be loaded, as Azure's server uses.
+const EXIT_LOAD_FAILED: u8 = 3;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct PythonReplicaArgs {
+    /// The deployment's code folder (`code_configuration.code`).
+    #[arg(long, value_name = "DIR")]
+    pub code_dir: PathBuf,
+    /// The scoring script, relative to the code folder.
+    #[arg(long, value_name = "FILE")]
+    pub scoring_script: PathBuf,
+    /// The model's folder, exported as AZUREML_MODEL_DIR.
+    #[arg(long, value_name = "DIR")]
+    pub model_dir: Option<PathBuf>,
+    /// The Python interpreter of the deployment's environment.
+    #[arg(long, value_name = "PATH", default_value = "python3")]
+    pub python: PathBuf,
+    /// Worker processes (Azure's WORKER_COUNT).
+    #[arg(long, env = "WORKER_COUNT", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub workers: u16,
+    /// Requests that may wait for a free worker before more are refused with 503.
+    #[arg(long, default_value_t = 64)]
+    pub max_queued_requests: usize,
+    /// A request still running after this is cut off and its worker replaced.
+    #[arg(long, default_value_t = 5000)]
+    pub request_timeout_ms: u64,
+    /// How long `init()` may take.
+    #[arg(long, default_value_t = 600)]
+    pub init_timeout_s: u64,
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+    pub listen: SocketAddr,
+    #[arg(long, default_value_t = 100 * 1024 * 1024)]
+    pub max_request_bytes: usize,
+    /// Where the embedded worker package and sockets go (default: a temporary folder).
+    #[arg(long, value_name = "DIR")]
+    pub work_dir: Option<PathBuf>,
+}
+
+pub fn python_replica_main(args: PythonReplicaArgs) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(run(args))
+}
+
+async fn run(args: PythonReplicaArgs) -> ExitCode {
+    let work = match &args.work_dir {
+        Some(d) => tempfile::Builder::new().prefix("replica-").tempdir_in(d),
+        None => tempfile::tempdir(),
+    };
+    let work = match work {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("error: cannot create a work folder: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let package_dir = match package::materialize(&work.path().join("python")) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: cannot write the worker package: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let entry_script = args.code_dir.join(&args.scoring_script);
+    if !entry_script.is_file() {
+        eprintln!(
+            "error: scoring script {} not found in the code folder {}",
+            args.scoring_script.display(),
+            args.code_dir.display()
+        );
+        return ExitCode::from(EXIT_LOAD_FAILED);
+    }
+    let cfg = WorkerConfig {
+        python: args.python.clone(),
+        package_dir,
+        app_root: entry_script.parent().map(PathBuf::from).unwrap_or_else(|| args.code_dir.clone()),
+        entry_script,
+        model_dir: args.model_dir.clone(),
+        socket_dir: work.path().to_owned(),
+        init_timeout: Duration::from_secs(args.init_timeout_s),
+        request_timeout: Duration::from_millis(args.request_timeout_ms),
+    };
+    let pool = match WorkerPool::start(cfg, usize::from(args.workers), args.max_queued_requests).await {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_LOAD_FAILED);
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(args.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: cannot listen on {}: {e}", args.listen);
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = match listener.local_addr() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let state = Arc::new(Relay { pool, next_id: AtomicU64::new(1), max_request_bytes: args.max_request_bytes });
+    let app = Router::new().fallback(relay).with_state(state);
+    let shutdown = match crate::replica::shutdown_signal() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: cannot watch for signals: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("SLUICE_REPLICA_LISTENING {addr}");
+    match axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+struct Relay {
+    pool: WorkerPool,
+    next_id: AtomicU64,
+    max_request_bytes: usize,
+}
+
+fn message(status: StatusCode, text: &str) -> Response {
+    (status, axum::Json(serde_json::json!({ "message": text }))).into_response()
+}
+
+/// Hands every request to a worker as it came, and its answer back as it is.
+async fn relay(State(relay): State<Arc<Relay>>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let body: Bytes = match axum::body::to_bytes(body, relay.max_request_bytes).await {
+        Ok(b) => b,
+        Err(_) => return message(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"),
+    };
+    let head = RequestHead {
+        id: relay.next_id.fetch_add(1, Ordering::Relaxed),
+        method: parts.method.as_str().to_owned(),
+        path: parts.uri.path().to_owned(),
+        query: parts.uri.query().unwrap_or("").to_owned(),
+        headers: parts
+            .headers
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+            .collect(),
+    };
+    match relay.pool.call(head, body.to_vec()).await {
+        Ok((head, body)) => {
+            let mut r = Response::new(Body::from(body));
+            *r.status_mut() = StatusCode::from_u16(head.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            for (k, v) in head.headers {
+                if let (Ok(k), Ok(v)) = (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(&v)) {
+                    r.headers_mut().append(k, v);
+                }
+            }
+            r
+        }
+        Err(e @ PoolError::Overloaded) => {
+            let mut r = message(StatusCode::SERVICE_UNAVAILABLE, &e.to_string());
+            r.headers_mut().insert("retry-after", HeaderValue::from_static("1"));
+            r
+        }
+        Err(e) => message(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
