@@ -13,6 +13,7 @@ mod error;
 mod models;
 mod openapi;
 mod reconciler;
+mod replica_plan;
 mod rollout_driver;
 mod rollouts;
 pub mod secrets;

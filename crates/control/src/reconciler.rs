@@ -5,13 +5,14 @@
 //! killed and started again converges on the same world from the store alone.
 
 use crate::deployments::replica_set_id;
+use crate::replica_plan::{Serving, replica_set};
 use crate::secrets::Secrets;
 use crate::{ArtifactStore, clock};
 use sluice_api::deployment::OnlineDeploymentSpec;
 use sluice_api::endpoint::OnlineEndpointSpec;
 use sluice_api::validate;
-use sluice_backend::{LocalBackend, ReplicaCommand, ReplicaSetSpec, ResourceRequest};
-use sluice_domain::{ProvisioningState, ValidDeployment};
+use sluice_backend::LocalBackend;
+use sluice_domain::ProvisioningState;
 use sluice_gateway::auth::key_hash;
 use sluice_gateway::{DeploymentRoute, EndpointRoute, RoutingTable};
 use sluice_store::{DeploymentRow, Store};
@@ -176,7 +177,12 @@ impl Reconciler {
                 let top = self.inner.artifacts.top_level(&code.code).ok_or("the code folder's upload is missing")?;
                 let code_dir =
                     self.inner.artifacts.path_of(&code.code, &top).ok_or("code artifact reference is malformed")?;
-                self.python_replica_set(row, &valid, code_dir, &code.scoring_script, dir)
+                replica_set(
+                    &self.inner.launch,
+                    row,
+                    &valid,
+                    Serving::Script { code_dir, scoring_script: &code.scoring_script, model_dir: dir },
+                )
             }
             None => {
                 let format = match model.model_type.as_str() {
@@ -184,89 +190,12 @@ impl Reconciler {
                     "mlflow_model" => "mlflow",
                     other => return Err(format!("model type {other} cannot be served natively")),
                 };
-                self.replica_set(row, &valid, format, dir)
+                replica_set(&self.inner.launch, row, &valid, Serving::Native { format, model_dir: dir })
             }
         };
         let id = spec.id.clone();
         self.inner.backend.apply(spec).await.map_err(|e| e.to_string())?;
         self.inner.backend.wait_ready(&id, self.inner.launch.ready_timeout).await.map_err(|e| e.to_string())
-    }
-
-    fn replica_set(
-        &self,
-        row: &DeploymentRow,
-        valid: &ValidDeployment,
-        format: &str,
-        model_dir: PathBuf,
-    ) -> ReplicaSetSpec {
-        let launch = &self.inner.launch;
-        let res = valid.instance_type.resources;
-        let threads = (res.cpu_millis / 1000).max(1).to_string();
-        let mut env: std::collections::BTreeMap<String, String> = valid.environment_variables.clone();
-        // As in Azure ML: the registered folder's parent, so its basename is kept below it.
-        if let Some(parent) = model_dir.parent() {
-            env.insert("AZUREML_MODEL_DIR".into(), parent.display().to_string());
-        }
-        env.insert("ORT_DYLIB_PATH".into(), launch.onnxruntime.display().to_string());
-        let args = vec![
-            "replica".into(),
-            "--model-dir".into(),
-            model_dir.display().to_string(),
-            "--format".into(),
-            format.into(),
-            "--onnxruntime".into(),
-            launch.onnxruntime.display().to_string(),
-            "--intra-op-threads".into(),
-            threads.clone(),
-            "--inference-threads".into(),
-            valid.max_concurrent_requests_per_instance.min(res.cpu_millis.div_ceil(1000).max(1)).to_string(),
-        ];
-        ReplicaSetSpec {
-            id: replica_set_id(&row.workspace, &row.endpoint, &row.name),
-            generation: row.generation as u64,
-            instance_count: valid.instance_count,
-            command: ReplicaCommand { program: launch.program.clone(), args, env, cwd: launch.work_dir.clone() },
-            resources: ResourceRequest { cpu_millis: res.cpu_millis, memory_bytes: res.memory_bytes, gpus: res.gpus },
-        }
-    }
-
-    /// Replicas that run a scoring script in Python workers.
-    fn python_replica_set(
-        &self,
-        row: &DeploymentRow,
-        valid: &ValidDeployment,
-        code_dir: PathBuf,
-        scoring_script: &str,
-        model_dir: PathBuf,
-    ) -> ReplicaSetSpec {
-        let launch = &self.inner.launch;
-        let res = valid.instance_type.resources;
-        // As in Azure ML: the registered folder's parent, so its basename is kept below it.
-        let model_root = model_dir.parent().map(PathBuf::from).unwrap_or(model_dir);
-        let args = vec![
-            "replica-python".into(),
-            "--code-dir".into(),
-            code_dir.display().to_string(),
-            "--scoring-script".into(),
-            scoring_script.to_owned(),
-            "--model-dir".into(),
-            model_root.display().to_string(),
-            "--python".into(),
-            launch.python.display().to_string(),
-            "--request-timeout-ms".into(),
-            valid.request_timeout_ms.to_string(),
-            "--work-dir".into(),
-            launch.work_dir.join("run").display().to_string(),
-        ];
-        let mut env = valid.environment_variables.clone();
-        env.insert("AZUREML_MODEL_DIR".into(), model_root.display().to_string());
-        ReplicaSetSpec {
-            id: replica_set_id(&row.workspace, &row.endpoint, &row.name),
-            generation: row.generation as u64,
-            instance_count: valid.instance_count,
-            command: ReplicaCommand { program: launch.program.clone(), args, env, cwd: launch.work_dir.clone() },
-            resources: ResourceRequest { cpu_millis: res.cpu_millis, memory_bytes: res.memory_bytes, gpus: res.gpus },
-        }
     }
 
     async fn teardown(&self, row: &DeploymentRow) {

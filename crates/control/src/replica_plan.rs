@@ -1,0 +1,78 @@
+//! What a deployment's replicas run: the `sluice replica` (ONNX, native) or `sluice
+//! replica-python` (scoring script) command line, environment and resource request.
+
+use crate::ReplicaLaunch;
+use crate::deployments::replica_set_id;
+use sluice_backend::{ReplicaCommand, ReplicaSetSpec, ResourceRequest};
+use sluice_domain::ValidDeployment;
+use sluice_store::DeploymentRow;
+use std::path::{Path, PathBuf};
+
+/// How a deployment's model is served.
+pub enum Serving<'a> {
+    /// ONNX Runtime in the replica: `format` is `triton` or `mlflow`.
+    Native { format: &'a str, model_dir: PathBuf },
+    /// The user's scoring script in Python workers.
+    Script { code_dir: PathBuf, scoring_script: &'a str, model_dir: PathBuf },
+}
+
+fn arg(p: &Path) -> String {
+    p.display().to_string()
+}
+
+pub fn replica_set(
+    launch: &ReplicaLaunch,
+    row: &DeploymentRow,
+    valid: &ValidDeployment,
+    serving: Serving<'_>,
+) -> ReplicaSetSpec {
+    let res = valid.instance_type.resources;
+    let cores = res.cpu_millis.div_ceil(1000).max(1);
+    let mut env = valid.environment_variables.clone();
+    let (args, model_dir): (Vec<String>, PathBuf) = match serving {
+        Serving::Native { format, model_dir } => {
+            env.insert("ORT_DYLIB_PATH".into(), arg(&launch.onnxruntime));
+            let args = vec![
+                "replica".into(),
+                "--model-dir".into(),
+                arg(&model_dir),
+                "--format".into(),
+                format.into(),
+                "--onnxruntime".into(),
+                arg(&launch.onnxruntime),
+                "--intra-op-threads".into(),
+                (res.cpu_millis / 1000).max(1).to_string(),
+                "--inference-threads".into(),
+                valid.max_concurrent_requests_per_instance.min(cores).to_string(),
+            ];
+            (args, model_dir)
+        }
+        Serving::Script { code_dir, scoring_script, model_dir } => {
+            let args = vec![
+                "replica-python".into(),
+                "--code-dir".into(),
+                arg(&code_dir),
+                "--scoring-script".into(),
+                scoring_script.to_owned(),
+                "--python".into(),
+                arg(&launch.python),
+                "--request-timeout-ms".into(),
+                valid.request_timeout_ms.to_string(),
+                "--work-dir".into(),
+                arg(&launch.work_dir.join("run")),
+            ];
+            (args, model_dir)
+        }
+    };
+    // As in Azure ML: the registered folder's parent, so its basename is kept below it.
+    if let Some(parent) = model_dir.parent() {
+        env.insert("AZUREML_MODEL_DIR".into(), arg(parent));
+    }
+    ReplicaSetSpec {
+        id: replica_set_id(&row.workspace, &row.endpoint, &row.name),
+        generation: row.generation as u64,
+        instance_count: valid.instance_count,
+        command: ReplicaCommand { program: launch.program.clone(), args, env, cwd: launch.work_dir.clone() },
+        resources: ResourceRequest { cpu_millis: res.cpu_millis, memory_bytes: res.memory_bytes, gpus: res.gpus },
+    }
+}
