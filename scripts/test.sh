@@ -26,3 +26,5 @@ PY
 export ORT_DYLIB_PATH
 
 cargo test --workspace "$@"
+# The Python scoring worker, including its differential check against azureml-inference-server-http.
+"$SLUICE_TEST_PYTHON" -m pytest -q python/tests

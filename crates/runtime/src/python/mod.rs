@@ -72,10 +72,10 @@ pub fn python_replica_main(args: PythonReplicaArgs) -> ExitCode {
 }
 
 async fn run(args: PythonReplicaArgs) -> ExitCode {
-    let work = match &args.work_dir {
-        Some(d) => tempfile::Builder::new().prefix("replica-").tempdir_in(d),
-        None => tempfile::tempdir(),
-    };
+    // The package is shared by replicas (one copy per version) under the work folder; sockets
+    // go to a short private temporary folder, as Unix socket paths are limited to ~100 bytes.
+    let package_root = args.work_dir.clone().unwrap_or_else(std::env::temp_dir).join("python");
+    let work = tempfile::Builder::new().prefix("sluice-").tempdir();
     let work = match work {
         Ok(w) => w,
         Err(e) => {
@@ -83,7 +83,7 @@ async fn run(args: PythonReplicaArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let package_dir = match package::materialize(&work.path().join("python")) {
+    let package_dir = match package::materialize(&package_root) {
         Ok(d) => d,
         Err(e) => {
             eprintln!("error: cannot write the worker package: {e}");

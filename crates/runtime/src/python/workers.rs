@@ -106,7 +106,19 @@ async fn spawn(cfg: &WorkerConfig, index: usize) -> Result<Worker, String> {
             println!("{line}");
         }
     });
-    let conn = UnixStream::connect(&socket).await.map_err(|e| format!("cannot connect to the worker: {e}"))?;
+    // The ready line comes after the bind; a script that printed the same words itself only
+    // makes us try a little longer.
+    let mut attempt = 0;
+    let conn = loop {
+        match UnixStream::connect(&socket).await {
+            Ok(c) => break c,
+            Err(e) if attempt >= 50 => return Err(format!("cannot connect to the worker: {e}")),
+            Err(_) => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
     Ok(Worker { child, conn })
 }
 

@@ -5,6 +5,7 @@ mod auth;
 mod durability;
 mod harness;
 mod load;
+mod python;
 mod rollout;
 mod traffic;
 mod validation;

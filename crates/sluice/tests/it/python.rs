@@ -1,0 +1,94 @@
+//! Scoring scripts: the user's `score.py` runs in Python workers with Azure ML's contract; a
+//! hanging `run` is cut off at `request_timeout_ms` and its worker replaced; a failing `init`
+//! fails the deployment with the traceback in its logs.
+
+use crate::harness::{Server, post_json, primary_key, repo, test_python};
+use std::path::Path;
+
+fn server() -> (Server, tempfile::TempDir) {
+    let tmp = tempfile::tempdir().unwrap();
+    let python = test_python();
+    let server = Server::start_on(&tmp.path().join("data"), &["--python", python.to_str().unwrap()]);
+    (server, tmp)
+}
+
+fn write_code(dir: &Path, script: &str) -> String {
+    std::fs::create_dir_all(dir.join("code")).unwrap();
+    std::fs::write(dir.join("code/score.py"), script).unwrap();
+    let dep = dir.join("dep.yml");
+    std::fs::write(
+        &dep,
+        format!(
+            "name: blue\nendpoint_name: sklearn-ep\nmodel:\n  path: {}\ncode_configuration:\n  code: code\n  scoring_script: score.py\ninstance_type: cpu=1,memory=1Gi\nrequest_settings:\n  request_timeout_ms: 1500\n",
+            repo().join("examples/sklearn-score/model").display()
+        ),
+    )
+    .unwrap();
+    dep.to_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn the_azure_example_scores() {
+    let (server, _tmp) = server();
+    server.cli_ok(&["online-endpoint", "create", "--file", "examples/sklearn-score/endpoint.yml"]);
+    server.cli_ok(&["online-deployment", "create", "--file", "examples/sklearn-score/deployment.yml", "--all-traffic"]);
+    let out = server.cli_ok(&[
+        "online-endpoint",
+        "invoke",
+        "--name",
+        "sklearn-ep",
+        "--request-file",
+        "examples/sklearn-score/request.json",
+    ]);
+    let got: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(got, serde_json::json!([0, 2]));
+}
+
+#[tokio::test]
+async fn a_hanging_run_times_out_and_the_next_request_succeeds() {
+    let (server, tmp) = server();
+    server.cli_ok(&["online-endpoint", "create", "--file", "examples/sklearn-score/endpoint.yml"]);
+    let dep = write_code(
+        tmp.path(),
+        "import json, time\n\ndef init():\n    pass\n\ndef run(raw_data):\n    if json.loads(raw_data).get('hang'):\n        time.sleep(60)\n    return {'ok': True}\n",
+    );
+    server.cli_ok(&["online-deployment", "create", "--file", &dep, "--all-traffic"]);
+    let key = primary_key(&server, "sklearn-ep");
+    let url = format!("{}/endpoints/sklearn-ep/score", server.url);
+    let (status, body) = post_json(&url, Some(&key), br#"{"hang": true}"#).await;
+    assert_eq!(status, 408, "{body}");
+    let mut last = (0, String::new());
+    for _ in 0..100 {
+        last = post_json(&url, Some(&key), br#"{"hang": false}"#).await;
+        if last.0 == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(last, (200, r#"{"ok": true}"#.to_owned()));
+    // An exception in run() is the model's error: 424 with the original status, as in Azure ML.
+    let resp = reqwest::Client::new()
+        .post(&url)
+        .header("authorization", format!("Bearer {key}"))
+        .header("content-type", "application/json")
+        .body("not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 424);
+    assert_eq!(resp.headers()["ms-azureml-model-error-statuscode"], "500");
+}
+
+#[tokio::test]
+async fn a_failing_init_fails_the_deployment_with_its_traceback() {
+    let (server, tmp) = server();
+    server.cli_ok(&["online-endpoint", "create", "--file", "examples/sklearn-score/endpoint.yml"]);
+    let dep = write_code(
+        tmp.path(),
+        "def init():\n    raise RuntimeError('model file is corrupt')\n\ndef run(raw_data):\n    return 1\n",
+    );
+    let out = server.cli(&["online-deployment", "create", "--file", &dep]);
+    assert_eq!(out.status.code(), Some(1));
+    let logs = server.cli_ok(&["online-deployment", "get-logs", "--name", "blue", "--endpoint-name", "sklearn-ep"]);
+    assert!(logs.contains("model file is corrupt") && logs.contains("Traceback"), "{logs}");
+}

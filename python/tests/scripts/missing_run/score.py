@@ -1,0 +1,6 @@
+def init():
+    pass
+
+
+def predict(raw_data):
+    return raw_data
