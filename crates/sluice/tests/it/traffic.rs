@@ -207,3 +207,38 @@ async fn changes_under_load_fail_no_request() {
     failures.extend(t.failures);
     assert!(failures.is_empty(), "{} failed requests, e.g. {:?}", failures.len(), &failures[..failures.len().min(5)]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_mirror_never_delays_live_answers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let python = crate::harness::test_python();
+    let server = Server::start_on(&tmp.path().join("data"), &["--python", python.to_str().unwrap()]);
+    deploy_iris(&server);
+    // A mirror whose scoring script sleeps 5 s per request.
+    std::fs::create_dir_all(tmp.path().join("code")).unwrap();
+    std::fs::write(
+        tmp.path().join("code/score.py"),
+        "import time\n\ndef init():\n    pass\n\ndef run(raw):\n    time.sleep(5)\n    return []\n",
+    )
+    .unwrap();
+    add_deployment(
+        &server,
+        tmp.path(),
+        "sleepy",
+        "azureml:iris:1",
+        "code_configuration:\n  code: code\n  scoring_script: score.py\nrequest_settings:\n  request_timeout_ms: 10000\n",
+    );
+    server.cli_ok(&["online-endpoint", "update", "--name", "iris-ep", "--mirror-traffic", "sleepy=50"]);
+    let key = primary_key(&server, "iris-ep");
+    let body = std::fs::read(repo().join("examples/iris/request.json")).unwrap();
+    let load = Load::start(format!("{}/endpoints/iris-ep/score", server.url), key, body, 8);
+    // Live answers keep flowing at full rate while each mirrored copy takes 5 s: were a live
+    // answer to wait for its copy, 8 clients could not finish 400 requests within the minute.
+    let t = load.measure(400).await;
+    load.stop().await;
+    assert!(t.failures.is_empty(), "{:?}", &t.failures[..t.failures.len().min(3)]);
+    assert!(t.total() >= 400, "live traffic slowed down behind the mirror: {t:?}");
+    assert_share(&t, "blue", 100);
+    let stats = endpoint_json(&server)["deployment_stats"]["sleepy"]["mirror"].clone();
+    assert!(stats["shed"].as_u64().unwrap() > 0, "a saturated mirror sheds copies: {stats}");
+}
