@@ -162,6 +162,9 @@ class Server:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         try:
+            # Ready only once a SIGTERM would be handled: the supervisor may stop us at once.
+            sys.__stdout__.write(READY_LINE + "\n")
+            sys.__stdout__.flush()
             while True:
                 conn, _ = self.listener.accept()
                 try:
@@ -239,7 +242,5 @@ def main(argv=None):
     except OSError as ex:
         _eprint(f"sluice_worker: cannot listen on {args.socket}: {ex}")
         return EXIT_INTERNAL
-    sys.__stdout__.write(READY_LINE + "\n")
-    sys.__stdout__.flush()
     server.serve_forever()
     return EXIT_OK

@@ -112,6 +112,7 @@ pub(crate) async fn run(ctx: &Ctx, cmd: DeploymentCommand) -> Result<(), CliErro
         DeploymentCommand::Create(args) => {
             let mut doc = SpecDoc::read(&args.file)?;
             override_names(&mut doc, &args.set, args.name.as_deref(), args.endpoint_name.as_deref())?;
+            inline_conda_file(&mut doc)?;
             let spec = checked_deployment(&doc)?;
             let opts = SendOptions { create: true, no_wait: args.no_wait, all_traffic: args.all_traffic };
             send(ctx, &doc, spec, opts).await
@@ -128,6 +129,7 @@ pub(crate) async fn run(ctx: &Ctx, cmd: DeploymentCommand) -> Result<(), CliErro
                 }
             };
             override_names(&mut doc, &args.set, args.name.as_deref(), args.endpoint_name.as_deref())?;
+            inline_conda_file(&mut doc)?;
             let spec = checked_deployment(&doc)?;
             send(ctx, &doc, spec, SendOptions { create: false, no_wait: args.no_wait, all_traffic: false }).await
         }
@@ -166,6 +168,21 @@ fn override_names(
     if let Some(e) = endpoint {
         doc.set("endpoint_name", e);
     }
+    Ok(())
+}
+
+/// `environment.conda_file: conda.yaml` (relative to the YAML) is sent as the file's content.
+fn inline_conda_file(doc: &mut SpecDoc) -> Result<(), CliError> {
+    let Some(env) = doc.doc.get("environment").and_then(|e| e.as_mapping()) else { return Ok(()) };
+    let Some(path) = env.get("conda_file").and_then(|p| p.as_str()) else { return Ok(()) };
+    let file = doc.resolve(path);
+    let invalid = |message: String| doc.invalid(vec![FieldError { field: "environment.conda_file".into(), message }]);
+    let text = std::fs::read_to_string(&file).map_err(|e| invalid(format!("cannot read {}: {e}", file.display())))?;
+    let content: serde_yaml::Value =
+        serde_yaml::from_str(&text).map_err(|e| invalid(format!("{} is not valid YAML: {e}", file.display())))?;
+    let mut env = env.clone();
+    env.insert("conda_file".into(), content);
+    doc.set("environment", serde_yaml::Value::Mapping(env));
     Ok(())
 }
 

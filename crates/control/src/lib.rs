@@ -9,6 +9,7 @@ mod artifacts;
 mod clock;
 mod deployments;
 mod endpoints;
+mod environments;
 mod error;
 mod models;
 mod openapi;

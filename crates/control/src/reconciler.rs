@@ -47,6 +47,7 @@ struct Inner {
     secrets: Arc<Secrets>,
     launch: ReplicaLaunch,
     routes: watch::Sender<Arc<RoutingTable>>,
+    environments: crate::environments::EnvironmentBuilder,
     stats: sluice_gateway::TrafficStats,
     publish_lock: tokio::sync::Mutex<()>,
     wake: Notify,
@@ -64,6 +65,8 @@ impl Reconciler {
         stats: sluice_gateway::TrafficStats,
     ) -> (Self, watch::Receiver<Arc<RoutingTable>>) {
         let (routes, rx) = watch::channel(Arc::new(RoutingTable::default()));
+        let environments =
+            crate::environments::EnvironmentBuilder::new(launch.work_dir.join("envs"), launch.python.clone());
         let inner = Inner {
             store,
             backend,
@@ -71,6 +74,7 @@ impl Reconciler {
             secrets,
             launch,
             routes,
+            environments,
             stats,
             publish_lock: Default::default(),
             wake: Notify::new(),
@@ -174,6 +178,25 @@ impl Reconciler {
             .ok_or("model artifact reference is malformed")?;
         let spec = match &valid.code {
             Some(code) => {
+                let python = match &valid.environment {
+                    Some(plan) => {
+                        let key = (row.workspace.as_str(), row.endpoint.as_str(), row.name.as_str());
+                        let building = "building the environment (pip install of its conda file)";
+                        let _ = self
+                            .inner
+                            .store
+                            .set_deployment_state(
+                                key,
+                                row.generation,
+                                &row.provisioning_state,
+                                Some(building),
+                                &clock::now_rfc3339(),
+                            )
+                            .await;
+                        self.inner.environments.ensure(plan).await?
+                    }
+                    None => self.inner.launch.python.clone(),
+                };
                 let top = self.inner.artifacts.top_level(&code.code).ok_or("the code folder's upload is missing")?;
                 let code_dir =
                     self.inner.artifacts.path_of(&code.code, &top).ok_or("code artifact reference is malformed")?;
@@ -181,7 +204,7 @@ impl Reconciler {
                     &self.inner.launch,
                     row,
                     &valid,
-                    Serving::Script { code_dir, scoring_script: &code.scoring_script, model_dir: dir },
+                    Serving::Script { code_dir, scoring_script: &code.scoring_script, model_dir: dir, python },
                 )
             }
             None => {

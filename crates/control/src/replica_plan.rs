@@ -13,7 +13,7 @@ pub enum Serving<'a> {
     /// ONNX Runtime in the replica: `format` is `triton` or `mlflow`.
     Native { format: &'a str, model_dir: PathBuf },
     /// The user's scoring script in Python workers.
-    Script { code_dir: PathBuf, scoring_script: &'a str, model_dir: PathBuf },
+    Script { code_dir: PathBuf, scoring_script: &'a str, model_dir: PathBuf, python: PathBuf },
 }
 
 fn arg(p: &Path) -> String {
@@ -47,7 +47,7 @@ pub fn replica_set(
             ];
             (args, model_dir)
         }
-        Serving::Script { code_dir, scoring_script, model_dir } => {
+        Serving::Script { code_dir, scoring_script, model_dir, python } => {
             let args = vec![
                 "replica-python".into(),
                 "--code-dir".into(),
@@ -55,7 +55,7 @@ pub fn replica_set(
                 "--scoring-script".into(),
                 scoring_script.to_owned(),
                 "--python".into(),
-                arg(&launch.python),
+                arg(&python),
                 "--request-timeout-ms".into(),
                 valid.request_timeout_ms.to_string(),
                 "--work-dir".into(),

@@ -4,12 +4,14 @@
 //! value or a [`RuleError`] saying what is expected. Wire formats (YAML, JSON) live in
 //! `sluice-api`, which maps its fields onto these constructors.
 
+mod environment;
 mod instance_type;
 mod names;
 mod references;
 mod resources;
 mod traffic;
 
+pub use environment::{CondaDependency, PipPlan, pip_plan};
 pub use instance_type::{InstanceType, Resources};
 pub use names::{ModelName, ModelVersion, ResourceName};
 pub use references::ModelRef;

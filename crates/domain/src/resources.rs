@@ -27,6 +27,8 @@ pub struct ValidDeployment {
     pub environment_variables: BTreeMap<String, String>,
     /// A scoring script to run (in Python workers) instead of serving the model natively.
     pub code: Option<CodeRef>,
+    /// The Python packages the scoring script needs, from the environment's conda file.
+    pub environment: Option<crate::PipPlan>,
 }
 
 /// `code_configuration`: the uploaded code folder and the script in it.

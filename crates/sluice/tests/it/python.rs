@@ -42,6 +42,33 @@ async fn the_azure_example_scores() {
     ]);
     let got: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(got, serde_json::json!([0, 2]));
+    // The conda file was built into its own environment, with a log of the build.
+    let envs: Vec<_> = std::fs::read_dir(server.data_dir.join("envs")).unwrap().filter_map(Result::ok).collect();
+    assert_eq!(envs.len(), 1);
+    assert!(envs[0].path().join(".complete").exists());
+    let log = std::fs::read_to_string(envs[0].path().join("build.log")).unwrap();
+    assert!(log.contains("scikit-learn==1.8.0") && log.contains("joblib==1.6.0"), "{log}");
+}
+
+#[tokio::test]
+async fn an_environment_that_cannot_build_fails_the_deployment_with_the_installer_error() {
+    let (server, tmp) = server();
+    server.cli_ok(&["online-endpoint", "create", "--file", "examples/sklearn-score/endpoint.yml"]);
+    let dep = write_code(tmp.path(), "def init():\n    pass\n\ndef run(raw):\n    return 1\n");
+    std::fs::write(
+        tmp.path().join("conda.yml"),
+        "dependencies:\n  - pip:\n      - sluice-no-such-package-xyz==0.0.1\n",
+    )
+    .unwrap();
+    let mut text = std::fs::read_to_string(&dep).unwrap();
+    text.push_str("environment:\n  conda_file: conda.yml\n");
+    std::fs::write(&dep, text).unwrap();
+    let out = server.cli(&["online-deployment", "create", "--file", &dep]);
+    assert_eq!(out.status.code(), Some(1));
+    let shown = server.client().get_deployment("sklearn-ep", "blue").await.unwrap();
+    assert_eq!(shown.provisioning_state, "Failed");
+    let message = shown.message.unwrap_or_default();
+    assert!(message.contains("sluice-no-such-package-xyz"), "the installer's error is in the reason: {message}");
 }
 
 #[tokio::test]
