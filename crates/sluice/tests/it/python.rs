@@ -42,6 +42,18 @@ async fn the_azure_example_scores() {
     ]);
     let got: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(got, serde_json::json!([0, 2]));
+    // Swagger comes from the scoring script, through the endpoint, with the same key.
+    let key = primary_key(&server, "sklearn-ep");
+    let swagger = reqwest::Client::new()
+        .get(format!("{}/endpoints/sklearn-ep/swagger.json?version=3", server.url))
+        .header("authorization", format!("Bearer {key}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(swagger.status().as_u16(), 200);
+    let doc: serde_json::Value = swagger.json().await.unwrap();
+    assert!(doc["openapi"].as_str().unwrap_or("").starts_with("3."), "{doc}");
+    assert!(doc["components"]["schemas"]["ServiceInput"].is_object(), "{doc}");
     // The conda file was built into its own environment, with a log of the build.
     let envs: Vec<_> = std::fs::read_dir(server.data_dir.join("envs")).unwrap().filter_map(Result::ok).collect();
     assert_eq!(envs.len(), 1);
