@@ -85,13 +85,21 @@ pub(crate) async fn send(
     *req.headers_mut() = out.headers.clone();
     match tokio::time::timeout(timeout, client.request(req)).await {
         Err(_) => Err(SendError::Timeout),
-        Ok(Err(e)) if e.is_connect() => Err(SendError::Unreachable),
+        Ok(Err(e)) if e.is_connect() || closed_before_answer(&e) => Err(SendError::Unreachable),
         Ok(Err(e)) => {
             tracing::warn!(replica = %addr, error = %e, "replica request failed");
             Err(SendError::Failed)
         }
         Ok(Ok(resp)) => Ok(resp),
     }
+}
+
+/// A pooled connection the replica closed (it was shutting down, replaced by a new generation)
+/// before answering: the replica did not take the request, so another replica may.
+fn closed_before_answer(e: &hyper_util::client::legacy::Error) -> bool {
+    std::error::Error::source(e)
+        .and_then(|s| s.downcast_ref::<hyper::Error>())
+        .is_some_and(|h| h.is_incomplete_message() || h.is_canceled())
 }
 
 /// Turns a replica's answer into the client's. Azure reports a scoring container's non-2xx as
