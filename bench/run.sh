@@ -11,17 +11,21 @@
 # 3. measures, one after the other, with the server pinned to $SERVER_CPUS and wrk (1 thread)
 #    pinned to $LOAD_CPUS, each in a private network namespace (`unshare -n`):
 #      sluice-gateway      sluice server + lr deployment, through the gateway with the key
+#      sluice-split-mirror the same, with 3 deployments: blue/green 50/50 live, shadow 20 % mirror
 #      sluice-replica      the replica alone (the difference is the gateway's cost)
 #      mlserver-onnx       via the kit: run_peers.sh bench mlserver-onnx
 #      triton-python-onnx  via the kit, only if its venv is there (WITH_TRITON=1 builds it)
 # 4. writes bench/results/<date>-<host>.jsonl (appended) and bench/results/<date>.md, and prints
-#    the table with the gateway overhead and the sluice/mlserver throughput ratio.
+#    the table with the gateway overhead, the sluice/mlserver throughput ratio and the cost of the
+#    split + mirror against the single deployment.
 #
 # Knobs (environment): DURATION (20), WARMUP (5), CONCS (1,32), SERVER_CPUS (1), LOAD_CPUS (0),
 #   BENCH_NICE (-20), NETNS (1), PEERS_ROOT (/tmp/sluice-peers), PEERS (default: mlserver-onnx,
 #   plus triton-python-onnx when /tmp/sluice-peers/venv-pytriton exists), WITH_TRITON (0),
-#   SKIP_BUILD (0), RESULTS_TAG (a word added to the result file names), KIT (the peer kit),
-#   ORT_DYLIB_PATH (default: the Sluice cache's libonnxruntime.so.1.31.1).
+#   SKIP_BUILD (0), BIN_COMMIT (with SKIP_BUILD=1 and a binary built from a clean checkout: the
+#   commit to name in the report), SLUICE_MODES (gateway split-mirror replica), RESULTS_TAG (a
+#   word added to the result file names), KIT (the peer kit), ORT_DYLIB_PATH (default: the Sluice
+#   cache's libonnxruntime.so.1.31.1).
 set -euo pipefail
 T0=$SECONDS
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -83,6 +87,19 @@ if [ "${SKIP_BUILD:-0}" != 1 ]; then
   (cd "$ROOT" && cargo build --release -p sluice)
 fi
 [ -x "$BIN" ] || { echo "error: no binary at $BIN" >&2; exit 1; }
+# What the binary was built from, read now (others may edit the tree during the run).
+if [ -n "${BIN_COMMIT:-}" ]; then  # a binary built elsewhere (SKIP_BUILD=1): its source, as told
+  COMMIT="commit $BIN_COMMIT (binary $BIN)"
+else
+  COMMIT="commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')"
+  # What the build reads: crates/, the Cargo files, and python/ (embedded by crates/runtime/build.rs).
+  SRC_PATHS=(crates Cargo.toml Cargo.lock python)
+  [ -n "$(git -C "$ROOT" status --porcelain --untracked-files=no -- "${SRC_PATHS[@]}" 2>/dev/null)" ] && COMMIT="$COMMIT + uncommitted changes under ${SRC_PATHS[*]}"
+  untracked=$(git -C "$ROOT" ls-files --others --exclude-standard -- "${SRC_PATHS[@]}" 2>/dev/null | wc -l || true)
+  where=$(git -C "$ROOT" ls-files --others --exclude-standard --directory -- "${SRC_PATHS[@]}" 2>/dev/null | sed -n 1,4p | tr '\n' ' ' || true)
+  if [ "${untracked:-0}" -gt 0 ]; then COMMIT="$COMMIT + $untracked untracked file(s) (${where% })"; fi
+  if [ "${SKIP_BUILD:-0}" = 1 ]; then COMMIT="$COMMIT (SKIP_BUILD=1: the existing binary, not necessarily built from it)"; fi
+fi
 
 prerequisites
 
@@ -115,8 +132,9 @@ if [ -z "${PEERS:-}" ]; then
   PEERS=mlserver-onnx
   [ -x "$R/venv-pytriton/bin/python" ] && PEERS="$PEERS triton-python-onnx"
 fi
-log "measuring: sluice-gateway sluice-replica $PEERS (DURATION=$DURATION s per level, WARMUP=$WARMUP s, CONCS=$CONCS, server CPUs $SERVER_CPUS, wrk CPUs $LOAD_CPUS, NETNS=$NETNS)"
-for mode in gateway replica; do
+SLUICE_MODES=${SLUICE_MODES:-gateway split-mirror replica}
+log "measuring: $(for m in $SLUICE_MODES; do printf 'sluice-%s ' "$m"; done)$PEERS (DURATION=$DURATION s per level, WARMUP=$WARMUP s, CONCS=$CONCS, server CPUs $SERVER_CPUS, wrk CPUs $LOAD_CPUS, NETNS=$NETNS)"
+for mode in $SLUICE_MODES; do
   in_ns python3 "$HERE/sluice_bench.py" --mode "$mode" --bin "$BIN" --kit "$KIT" \
     --out "$RUNFILE" --log "$R/run/logs/sluice-$mode.log" || true
 done
@@ -132,8 +150,6 @@ mkdir -p "$OUT"
 JSONL=$OUT/$DAY$TAG-$(hostname -s).jsonl
 MD=$OUT/$DAY$TAG.md
 cat "$RUNFILE" >>"$JSONL"
-COMMIT="commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')"
-[ -n "$(git -C "$ROOT" status --porcelain -- crates Cargo.toml Cargo.lock 2>/dev/null)" ] && COMMIT="$COMMIT + uncommitted changes under crates/"
 COMMIT="$COMMIT, release build ($(rustc --version 2>/dev/null || echo rustc))"
 NS_TEXT=$([ "$NETNS" = 1 ] && echo "each server + its wrk in a private network namespace (unshare -n, loopback only)" || echo "host loopback (no network namespace)")
 log "writing $MD"

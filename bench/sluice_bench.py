@@ -2,13 +2,19 @@
 """Benchmark Sluice the way the peer kit's bench.py benchmarks a peer, and append one JSON line
 in the kit's schema to --out, so the kit's report.py prints Sluice and the peers in one table.
 
-Two modes:
-  gateway  `sluice server` with the lr model deployed (endpoint lr-ep, deployment blue, key
-           auth); the load goes through the gateway with `Authorization: Bearer <primaryKey>`.
-           The server starts the replica as its child: both are in the measured process tree.
-  replica  `sluice replica` alone, as the server would launch it for `instance_type: cpu=1`
-           (--intra-op-threads 1 --inference-threads 1); no auth. gateway minus replica is the
-           gateway's cost.
+Three modes:
+  gateway       `sluice server` with the lr model deployed (endpoint lr-ep, deployment blue, key
+                auth); the load goes through the gateway with `Authorization: Bearer <primaryKey>`.
+                The server starts the replica as its child: both are in the measured process tree.
+  split-mirror  the same server, but endpoint lr-ep has three deployments of lr:1: blue and green
+                splitting live traffic 50/50, and shadow receiving a 20 % mirror. The server and its
+                three replicas are in the measured tree. Before and after each level (outside the
+                measured window) and after the run, the runner reads `sluice online-endpoint show
+                --name lr-ep` and keeps its `deployment_stats`; the note gets a one-line mirror
+                summary (copies, shed, agreement). --traffic/--mirror change the split and mirror.
+  replica       `sluice replica` alone, as the server would launch it for `instance_type: cpu=1`
+                (--intra-op-threads 1 --inference-threads 1); no auth. gateway minus replica is the
+                gateway's cost.
 
 Methodology is the kit's, reused rather than copied where possible: the /proc process-tree CPU
 and RSS accounting, the autogroup boost, the per-core CPU counters and the stop sequence are the
@@ -24,7 +30,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
 EP_YAML = "name: lr-ep\nauth_mode: key\n"
-DEP_YAML = """name: blue
+DEP_YAML = """name: {name}
 endpoint_name: lr-ep
 model: azureml:lr:1
 instance_type: cpu=1,memory=1Gi
@@ -33,10 +39,19 @@ request_settings:
   max_concurrent_requests_per_instance: 32
 """
 
+# split-mirror: live split and mirror, set with the CLI after the three deployments are ready.
+SPLIT_DEPLOYMENTS = ("blue", "green", "shadow")
+SPLIT_TRAFFIC = "blue=50 green=50"
+SPLIT_MIRROR = "shadow=20"
+
 NOTES = {
     "gateway": "sluice server: gateway (key auth, Bearer header) -> 1 replica over loopback HTTP/1.1; "
                "deployment instance_type cpu=1 (replica: intra-op 1, inference threads 1), "
                "max_concurrent_requests_per_instance 32; server + replica pinned and counted",
+    "split-mirror": "sluice server as sluice-gateway, but 3 deployments of lr:1 (blue, green, shadow; each "
+                    "cpu=1, 1 instance, max_concurrent_requests_per_instance 32): live traffic \"{traffic}\", "
+                    "mirror \"{mirror}\" (a mirrored copy is sent after the live answer, and its answer "
+                    "compared with the live one); server + 3 replicas pinned and counted",
     "replica": "sluice replica alone (what the gateway proxies to): --intra-op-threads 1 "
                "--inference-threads 1, KServe v2 REST, no auth",
 }
@@ -106,9 +121,60 @@ def cli(binary, server_url, data_dir, args, logf, timeout=300):
     return p.stdout.decode()
 
 
+def endpoint_stats(binary, server_url, data_dir, logf):
+    """`deployment_stats` of `sluice online-endpoint show --name lr-ep` (live and mirrored counts
+    since the server started)."""
+    shown = json.loads(cli(binary, server_url, data_dir, ["online-endpoint", "show", "--name", "lr-ep"], logf))
+    return shown.get("deployment_stats", {})
+
+
+def stats_delta(after, before):
+    """Per deployment, the request counters of `after` minus those of `before` (one level's share)."""
+    out = {}
+    for d, a in after.items():
+        b = before.get(d, {})
+        row = {"requests": a.get("requests", 0) - b.get("requests", 0),
+               "errors": a.get("errors", 0) - b.get("errors", 0)}
+        if a.get("mirror"):
+            bm = b.get("mirror") or {}
+            row["mirror"] = {k: a["mirror"].get(k, 0) - bm.get(k, 0)
+                             for k in ("requests", "errors", "shed", "compared", "agreed")}
+        out[d] = row
+    return out
+
+
+def mirror_summary(stats, per_level=None):
+    """One line: the mirror's copies, shed and agreement, against the live requests."""
+    live = sum(s.get("requests", 0) for d, s in stats.items() if not s.get("mirror"))
+    parts = []
+    for d, s in stats.items():
+        m = s.get("mirror")
+        if not m:
+            continue
+        offered = m["requests"] + m["shed"]
+        agreement = "n/a" if m.get("agreement") is None else f"{m['agreement']:g}"
+        parts.append(f"mirror {d}: {m['requests']} copies + {m['shed']} shed "
+                     f"= {100 * offered / max(live, 1):.1f} % of {live} live requests, "
+                     f"{m['errors']} errors, agreement {agreement} ({m['agreed']}/{m['compared']} compared), "
+                     f"p99 {m['p99_ms'] if m.get('p99_ms') is not None else '-'} ms")
+    if not parts:
+        return "mirror: no copies recorded"
+    line = "; ".join(parts) + " (" + ", ".join(
+        f"{d} {s.get('requests', 0)}" for d, s in stats.items() if not s.get("mirror")) + " live)"
+    if per_level:
+        lv = []
+        for c, delta in per_level:
+            ms = [v["mirror"] for v in delta.values() if v.get("mirror")]
+            if ms:
+                lv.append(f"c={c}: {sum(m['requests'] for m in ms)} copies, {sum(m['shed'] for m in ms)} shed")
+        if lv:
+            line += "; measured levels alone: " + ", ".join(lv)
+    return line
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--mode", choices=["gateway", "replica"], required=True)
+    ap.add_argument("--mode", choices=["gateway", "split-mirror", "replica"], required=True)
     ap.add_argument("--name", default=None, help="result name (default sluice-<mode>)")
     ap.add_argument("--bin", required=True, help="the sluice release binary")
     ap.add_argument("--kit", default=os.path.join(ROOT, "..", "shared", "bench", "peers"))
@@ -126,6 +192,9 @@ def main():
     ap.add_argument("--out", default=os.environ.get("RESULTS", "results.jsonl"))
     ap.add_argument("--log", default=None)
     ap.add_argument("--note", default=None)
+    ap.add_argument("--traffic", default=SPLIT_TRAFFIC, help="split-mirror: the live split (--traffic)")
+    ap.add_argument("--mirror", default=SPLIT_MIRROR,
+                    help="split-mirror: the mirror (--mirror-traffic); empty: no mirror, shadow stays idle")
     ap.add_argument("--keep-data", action="store_true", help="keep the server's temporary data directory")
     a = ap.parse_args()
 
@@ -133,7 +202,7 @@ def main():
     import bench as kit  # the peer kit's bench.py: same accounting functions as the peers get
 
     name = a.name or f"sluice-{a.mode}"
-    port = a.port or (9100 if a.mode == "gateway" else 9200)
+    port = a.port or (9200 if a.mode == "replica" else 9100)
     binary = os.path.abspath(a.bin)
     body_file = os.path.abspath(a.body)
     body = open(body_file, "rb").read()
@@ -148,7 +217,8 @@ def main():
 
     work = tempfile.mkdtemp(prefix=f"sluice-bench-{a.mode}-")
     data_dir = os.path.join(work, "data")
-    if a.mode == "gateway":
+    served = a.mode in ("gateway", "split-mirror")  # through `sluice server`
+    if served:
         server_cmd = f"exec {shlex.quote(binary)} server --addr 127.0.0.1:{port} --data-dir {shlex.quote(data_dir)}"
         url = f"http://127.0.0.1:{port}/endpoints/lr-ep/v2/models/lr/infer"
     else:
@@ -156,7 +226,7 @@ def main():
                       f"--format triton --listen 127.0.0.1:{port} --intra-op-threads 1 --inference-threads 1")
         url = f"http://127.0.0.1:{port}/v2/models/lr/infer"
     cmd = f"exec nice -n {kit.NICE} taskset -c {a.server_cpus} bash -c {shlex.quote(server_cmd)}"
-    result = {"name": name, "note": a.note or NOTES[a.mode], "url": url, "server_cpus": a.server_cpus,
+    result = {"name": name, "note": a.note or NOTES[a.mode].format(traffic=a.traffic, mirror=a.mirror or "none"), "url": url, "server_cpus": a.server_cpus,
               "load_cpus": a.load_cpus}
     t_start = time.time()
     proc = subprocess.Popen(["bash", "-c", cmd], cwd=work, stdout=logf, stderr=subprocess.STDOUT,
@@ -165,16 +235,27 @@ def main():
     ok = False
     try:
         bearer = None
-        if a.mode == "gateway":
+        if served:
             server_url = wait_for_line(log_path, "SLUICE_LISTENING", proc, a.ready_timeout)
             kit.boost(kit.tree(root)[0])
-            ep_yml, dep_yml = os.path.join(work, "endpoint.yml"), os.path.join(work, "deployment.yml")
+            ep_yml = os.path.join(work, "endpoint.yml")
             open(ep_yml, "w").write(EP_YAML)
-            open(dep_yml, "w").write(DEP_YAML)
             cli(binary, server_url, data_dir, ["model", "create", "--name", "lr", "--version", "1",
                                                "--type", "triton_model", "--path", os.path.abspath(a.model_repo)], logf)
             cli(binary, server_url, data_dir, ["online-endpoint", "create", "--file", ep_yml], logf)
-            cli(binary, server_url, data_dir, ["online-deployment", "create", "--file", dep_yml, "--all-traffic"], logf)
+            for dep in (SPLIT_DEPLOYMENTS if a.mode == "split-mirror" else ("blue",)):
+                dep_yml = os.path.join(work, f"deployment-{dep}.yml")
+                open(dep_yml, "w").write(DEP_YAML.format(name=dep))
+                # `create` waits until the deployment is ready.
+                extra = ["--all-traffic"] if a.mode == "gateway" else []
+                cli(binary, server_url, data_dir, ["online-deployment", "create", "--file", dep_yml, *extra], logf)
+                kit.boost(kit.tree(root)[0])
+            if a.mode == "split-mirror":
+                cli(binary, server_url, data_dir, ["online-endpoint", "update", "--name", "lr-ep",
+                                                   "--traffic", a.traffic], logf)
+                if a.mirror:
+                    cli(binary, server_url, data_dir, ["online-endpoint", "update", "--name", "lr-ep",
+                                                       "--mirror-traffic", a.mirror], logf)
             creds = cli(binary, server_url, data_dir, ["online-endpoint", "get-credentials", "--name", "lr-ep"], logf)
             bearer = json.loads(creds)["primaryKey"]
         headers = {"Authorization": f"Bearer {bearer}"} if bearer else {}
@@ -202,7 +283,7 @@ def main():
         if a.expect and a.expect not in result["sample_response"]:
             raise RuntimeError(f"response lacks {a.expect!r}: {result['sample_response']}")
         print(f"[{name}] ready in {result['startup_s']}s: {result['sample_response'][:200]}", flush=True)
-        _, rss_idle, _ = kit.usage(root)
+        _, rss_idle, nproc_idle = kit.usage(root)
         result["rss_idle_mb"] = round(rss_idle / 2**20, 1)
         # Every process of the tree (server and replica) must be on the server's CPUs only.
         result["tree_cpus_allowed"] = sorted({cpus_allowed(p) for p in kit.tree(root)[0]} - {None})
@@ -211,9 +292,15 @@ def main():
         kit.boost(kit.tree(root)[0])
         if a.warmup:
             run_wrk(url, body_file, a.ctype, 32, a.warmup, a.load_cpus, kit.NICE, bearer)
+        if a.mode == "split-mirror":
+            if nproc_idle != 1 + len(SPLIT_DEPLOYMENTS):
+                raise RuntimeError(f"expected the server + {len(SPLIT_DEPLOYMENTS)} replicas in the tree, "
+                                   f"found {nproc_idle} processes")
         runs = []
+        per_level = []  # split-mirror: (conc, deployment_stats delta of the level)
         # From here on, the same loop as the kit's bench.py main().
         for c in [int(x) for x in a.conc.split(",")]:
+            stats0 = endpoint_stats(binary, server_url, data_dir, logf) if a.mode == "split-mirror" else None
             kit.boost(kit.tree(root)[0])
             cpu0, _, _ = kit.usage(root)
             sb0, st0 = kit.cpu_ticks(a.server_cpus)
@@ -239,12 +326,21 @@ def main():
                  "wrk_cpu_pct": round(100 * wrk_cpu / wall, 1),
                  "foreign_cpu_on_server_cores_pct": round(server_cores_busy - 100 * (cpu1 - cpu0) / wall, 1),
                  "loadavg_1m_before": float(load0), "wrk": w}
+            if stats0 is not None:
+                r["deployment_stats_delta"] = stats_delta(endpoint_stats(binary, server_url, data_dir, logf), stats0)
+                per_level.append((c, r["deployment_stats_delta"]))
             runs.append(r)
             print(f"[{name}] c={c}: {r['rps']} req/s  p50 {r['p50_ms']:.2f} ms  p99 {r['p99_ms']:.2f} ms  "
                   f"errors {errs}  server CPU {r['server_cpu_pct']}%  wrk CPU {r['wrk_cpu_pct']}%  "
                   f"foreign CPU on server core {r['foreign_cpu_on_server_cores_pct']}%  RSS {r['rss_mb']} MB ({nproc} procs)",
                   flush=True)
         result["runs"] = runs
+        if a.mode == "split-mirror":
+            # After the run: totals since the server started (readiness probe, warm-up, levels).
+            result["deployment_stats"] = endpoint_stats(binary, server_url, data_dir, logf)
+            result["mirror_summary"] = mirror_summary(result["deployment_stats"], per_level)
+            result["note"] += "; after the run, `online-endpoint show`: " + result["mirror_summary"]
+            print(f"[{name}] {result['mirror_summary']}", flush=True)
         result["ok"] = ok = True
     except Exception as e:  # record the failure, still stop the server
         result["ok"] = False

@@ -72,6 +72,24 @@ def derived(rows):
                    f"= **{g32['rps'] / m32['rps']:.1f}×**")
     else:
         out.append("Throughput at c=32, sluice-gateway / mlserver-onnx: n/a (a c=32 result is missing)")
+    s1, s32 = run_at(rows.get("sluice-split-mirror"), 1), run_at(rows.get("sluice-split-mirror"), 32)
+    g1_, g32_ = run_at(rows.get("sluice-gateway"), 1), run_at(rows.get("sluice-gateway"), 32)
+    if "sluice-split-mirror" in rows:
+        if s1 and g1_ and s32 and g32_ and g32_["rps"] > 0:
+            out.append(
+                f"Split + mirror vs single deployment: c=1 p50 sluice-split-mirror {s1['p50_ms']:.3f} ms − "
+                f"sluice-gateway {g1_['p50_ms']:.3f} ms = **{(s1['p50_ms'] - g1_['p50_ms']) * 1000:+.0f} µs**; "
+                f"c=32 throughput {s32['rps']:.0f} / {g32_['rps']:.0f} req/s = **{s32['rps'] / g32_['rps']:.2f}×** "
+                f"({100 * (s32['rps'] / g32_['rps'] - 1):+.0f} %); server CPU per request at c=32: "
+                f"{s32['server_cpu_us_per_req']:.0f} − {g32_['server_cpu_us_per_req']:.0f} = "
+                f"**{s32['server_cpu_us_per_req'] - g32_['server_cpu_us_per_req']:+.0f} µs** "
+                f"(at c=1: {s1['server_cpu_us_per_req']:.0f} − {g1_['server_cpu_us_per_req']:.0f} = "
+                f"{s1['server_cpu_us_per_req'] - g1_['server_cpu_us_per_req']:+.0f} µs)")
+        else:
+            out.append("Split + mirror vs single deployment: n/a (sluice-split-mirror or sluice-gateway has no c=1/c=32 result)")
+        if rows["sluice-split-mirror"].get("mirror_summary"):
+            out.append("Mirror, from `sluice online-endpoint show --name lr-ep` after the sluice-split-mirror run "
+                       "(counts since the server started, warm-up included): " + rows["sluice-split-mirror"]["mirror_summary"])
     return out
 
 
