@@ -116,6 +116,28 @@ async fn split_pin_and_mirror() {
     assert!(unknown.text().await.unwrap().contains("purple"));
     let (status, _) = post_json(&url, Some(&key), &body).await;
     assert_eq!(status, 200);
+
+    // Pinned requests are never mirrored, as in Azure ML: the mirror's count stands still.
+    let mirror_count = |v: &serde_json::Value| {
+        v["deployment_stats"]["broken"]["mirror"]["requests"].as_u64().unwrap_or(0)
+            + v["deployment_stats"]["broken"]["mirror"]["shed"].as_u64().unwrap_or(0)
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await; // copies of unpinned requests land
+    let before = mirror_count(&endpoint_json(&server));
+    for _ in 0..40 {
+        let r = reqwest::Client::new()
+            .post(&url)
+            .header("authorization", format!("Bearer {key}"))
+            .header("content-type", "application/json")
+            .header("azureml-model-deployment", "blue")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(mirror_count(&endpoint_json(&server)), before, "a pinned request was mirrored");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
