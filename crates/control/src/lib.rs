@@ -20,6 +20,7 @@ mod rollouts;
 pub mod secrets;
 
 pub use artifacts::ArtifactStore;
+pub use environments::EnvironmentBuilder;
 pub use error::ApiError;
 pub use openapi::openapi_json;
 pub use reconciler::{Reconciler, ReplicaLaunch};

@@ -1,6 +1,7 @@
 //! `sluice`: the server, the replica process it starts, and the CLI, in one binary.
 
 mod config;
+mod serve;
 mod server;
 
 use clap::{Parser, Subcommand};
@@ -25,6 +26,8 @@ enum Command {
     /// Run one scoring-script replica (started by the server; not for direct use).
     #[command(hide = true, name = "replica-python")]
     ReplicaPython(sluice_runtime::PythonReplicaArgs),
+    /// Run one deployment locally in the foreground (no server, no auth), restarting on changes.
+    Serve(serve::ServeArgs),
     /// Print the management API's OpenAPI document.
     Openapi,
     #[command(flatten)]
@@ -37,6 +40,7 @@ fn main() -> ExitCode {
         Command::Server(args) => server::main(args, cli.global.data_dir),
         Command::Replica(args) => sluice_runtime::replica_main(args),
         Command::ReplicaPython(args) => sluice_runtime::python_replica_main(args),
+        Command::Serve(args) => serve::main(args),
         Command::Openapi => {
             println!("{}", sluice_control::openapi_json());
             ExitCode::SUCCESS

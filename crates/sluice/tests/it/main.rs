@@ -7,6 +7,7 @@ mod harness;
 mod load;
 mod python;
 mod rollout;
+mod serve;
 mod traffic;
 mod validation;
 mod walkthrough;
