@@ -4,6 +4,9 @@
 #   bash bench/run.sh                      # full run: 20 s per concurrency level
 #   DURATION=3 WARMUP=1 bash bench/run.sh  # quick check that everything works
 #   bash bench/run.sh setup                # only wrk + the kit's MLServer venv, model, payloads
+#   bash bench/run.sh python               # scoring script instead: Sluice vs azmlinfsrv on the same
+#                                          # score.py (= SLUICE_MODES="python-gateway python-replica
+#                                          # azmlinfsrv" PEERS=none RESULTS_TAG=python)
 #
 # 1. builds the release binary (cargo build --release -p sluice);
 # 2. makes sure of wrk, the ONNX Runtime library, and the peer kit's MLServer venv + model +
@@ -15,6 +18,11 @@
 #      sluice-replica      the replica alone (the difference is the gateway's cost)
 #      mlserver-onnx       via the kit: run_peers.sh bench mlserver-onnx
 #      triton-python-onnx  via the kit, only if its venv is there (WITH_TRITON=1 builds it)
+#    or, when asked (`python` subcommand or SLUICE_MODES), on examples/sklearn-score's score.py with
+#    WORKER_COUNT Python workers in each (for each of $WORKER_COUNTS, default 1):
+#      sluice-python-gateway  sluice server --python <dev venv> + a code_configuration deployment, key
+#      sluice-python-replica  sluice replica-python alone
+#      azmlinfsrv             azureml-inference-server-http (gunicorn), same venv, script and model
 # 4. writes bench/results/<date>-<host>.jsonl (appended) and bench/results/<date>.md, and prints
 #    the table with the gateway overhead, the sluice/mlserver throughput ratio and the cost of the
 #    split + mirror against the single deployment.
@@ -23,9 +31,11 @@
 #   BENCH_NICE (-20), NETNS (1), PEERS_ROOT (/tmp/sluice-peers), PEERS (default: mlserver-onnx,
 #   plus triton-python-onnx when /tmp/sluice-peers/venv-pytriton exists), WITH_TRITON (0),
 #   SKIP_BUILD (0), BIN_COMMIT (with SKIP_BUILD=1 and a binary built from a clean checkout: the
-#   commit to name in the report), SLUICE_MODES (gateway split-mirror replica), RESULTS_TAG (a
-#   word added to the result file names), KIT (the peer kit), ORT_DYLIB_PATH (default: the Sluice
-#   cache's libonnxruntime.so.1.31.1).
+#   commit to name in the report), SLUICE_MODES (gateway split-mirror replica; also python-gateway,
+#   python-replica, azmlinfsrv), WORKER_COUNTS (1; e.g. "1 2": the scoring-script modes once per
+#   count), SLUICE_PYTHON (the scoring script's interpreter; default: scripts/python-env.sh's
+#   venv), RESULTS_TAG (a word added to the result file names), KIT (the peer kit),
+#   ORT_DYLIB_PATH (default: the Sluice cache's libonnxruntime.so.1.31.1).
 set -euo pipefail
 T0=$SECONDS
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -33,6 +43,25 @@ HERE=$ROOT/bench
 KIT=${KIT:-$ROOT/../shared/bench/peers}
 [ -f "$KIT/bench.py" ] && [ -f "$KIT/run_peers.sh" ] || { echo "error: the peer kit is not at $KIT (set KIT)" >&2; exit 1; }
 KIT=$(cd "$KIT" && pwd)
+
+if [ "${1:-}" = python ]; then  # the scoring-script comparison (see bench/README.md)
+  SLUICE_MODES=${SLUICE_MODES:-python-gateway python-replica azmlinfsrv}
+  PEERS=${PEERS:-none}
+  RESULTS_TAG=${RESULTS_TAG-python}
+fi
+SLUICE_MODES=${SLUICE_MODES:-gateway split-mirror replica}
+WORKER_COUNTS=${WORKER_COUNTS:-1}
+is_python_mode() { case $1 in python-gateway|python-replica|azmlinfsrv) return 0;; *) return 1;; esac; }
+NATIVE_MODES="" PY_MODES=""
+for m in $SLUICE_MODES; do
+  if is_python_mode "$m"; then PY_MODES="$PY_MODES $m"; else NATIVE_MODES="$NATIVE_MODES $m"; fi
+done
+# Kit peers: by default MLServer (+ Triton) beside the ONNX rows; none for a scoring-script-only run.
+if [ -z "${PEERS:-}" ]; then
+  if [ -n "$NATIVE_MODES" ]; then PEERS=mlserver-onnx; else PEERS=none; fi
+  [ "$PEERS" != none ] && [ -x "${PEERS_ROOT:-/tmp/sluice-peers}/venv-pytriton/bin/python" ] && PEERS="$PEERS triton-python-onnx"
+fi
+[ "$PEERS" = none ] && PEERS=""
 
 export DURATION=${DURATION:-20} WARMUP=${WARMUP:-5} CONCS=${CONCS:-1,32}
 export SERVER_CPUS=${SERVER_CPUS:-1} LOAD_CPUS=${LOAD_CPUS:-0} BENCH_NICE=${BENCH_NICE:--20}
@@ -46,6 +75,8 @@ log() { echo "== [$((SECONDS - T0)) s] $*"; }
 # --- 2a, 2c. wrk, and the kit's MLServer venv, model and payloads (need no Sluice binary) ------
 prerequisites() {
   command -v wrk >/dev/null || { log "installing wrk"; apt-get update -qq && apt-get install -y -qq wrk; }
+  # The kit's venvs, model and payloads serve the ONNX rows and the kit peers only.
+  if [ "${1:-}" != all ] && [ -z "$NATIVE_MODES" ] && [ -z "$PEERS" ]; then return; fi
 
   # The same commands as run_peers.sh's setup() for the venvs this run needs.
   kit_venv() { # name check-command packages...
@@ -76,7 +107,7 @@ prerequisites() {
     log "note: the kit's model.onnx and testdata/models/lr20 differ byte-wise (same recipe and graph; the fitted coefficients can differ in the last digits between scikit-learn builds)"
   fi
 }
-if [ "${1:-}" = setup ]; then prerequisites; log "setup done"; exit 0; fi
+if [ "${1:-}" = setup ]; then prerequisites all; log "setup done"; exit 0; fi
 
 # --- 1. the release binary ---------------------------------------------------------------
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
@@ -103,9 +134,19 @@ fi
 
 prerequisites
 
+# --- 2d. the scoring script's interpreter (the dev venv, which also has azmlinfsrv) -----------------
+if [ -n "$PY_MODES" ]; then
+  if [ -z "${SLUICE_PYTHON:-}" ]; then
+    SLUICE_PYTHON=$(bash "$ROOT/scripts/python-env.sh" | tail -1)/bin/python
+  fi
+  [ -x "$SLUICE_PYTHON" ] || { echo "error: no Python interpreter at $SLUICE_PYTHON (set SLUICE_PYTHON)" >&2; exit 1; }
+  export SLUICE_PYTHON
+  log "scoring scripts run with $SLUICE_PYTHON (azmlinfsrv: $("$SLUICE_PYTHON" -c 'import importlib.metadata as m; print(m.version("azureml-inference-server-http"))' 2>/dev/null || echo 'not installed'))"
+fi
+
 # --- 2b. the ONNX Runtime library, outside the network namespace (no network in there) ---------
 export ORT_DYLIB_PATH=${ORT_DYLIB_PATH:-${SLUICE_CACHE:-$HOME/.cache/sluice}/onnxruntime-1.31.1/libonnxruntime.so.1.31.1}
-if [ ! -f "$ORT_DYLIB_PATH" ]; then
+if [ -n "$NATIVE_MODES" ] && [ ! -f "$ORT_DYLIB_PATH" ]; then  # (scoring scripts need no ONNX Runtime)
   log "no $ORT_DYLIB_PATH: letting a sluice replica provision ONNX Runtime from PyPI"
   plog=$(mktemp); (unset ORT_DYLIB_PATH; exec "$BIN" replica --model-dir "$ROOT/testdata/models/lr20/model_repository" \
       --format triton --listen 127.0.0.1:0) >"$plog" 2>&1 &
@@ -128,19 +169,29 @@ in_ns() {
 TS=$(date -u +%Y%m%d-%H%M%S)
 RUNFILE=$R/results/sluice-run-$TS.jsonl
 : >"$RUNFILE"
-if [ -z "${PEERS:-}" ]; then
-  PEERS=mlserver-onnx
-  [ -x "$R/venv-pytriton/bin/python" ] && PEERS="$PEERS triton-python-onnx"
-fi
-SLUICE_MODES=${SLUICE_MODES:-gateway split-mirror replica}
-log "measuring: $(for m in $SLUICE_MODES; do printf 'sluice-%s ' "$m"; done)$PEERS (DURATION=$DURATION s per level, WARMUP=$WARMUP s, CONCS=$CONCS, server CPUs $SERVER_CPUS, wrk CPUs $LOAD_CPUS, NETNS=$NETNS)"
-for mode in $SLUICE_MODES; do
+row_name() { # mode workers -> the result's name, as sluice_bench.py gives it
+  local n; if [ "$1" = azmlinfsrv ]; then n=azmlinfsrv; else n=sluice-$1; fi
+  if is_python_mode "$1" && [ "$2" != 1 ]; then n=$n-w$2; fi
+  echo "$n"
+}
+ROWS=$(for m in $NATIVE_MODES; do printf '%s ' "$(row_name "$m" 1)"; done
+       for w in $WORKER_COUNTS; do for m in $PY_MODES; do printf '%s ' "$(row_name "$m" "$w")"; done; done)
+log "measuring: $ROWS$PEERS (DURATION=$DURATION s per level, WARMUP=$WARMUP s, CONCS=$CONCS, server CPUs $SERVER_CPUS, wrk CPUs $LOAD_CPUS, NETNS=$NETNS)"
+for mode in $NATIVE_MODES; do
   in_ns python3 "$HERE/sluice_bench.py" --mode "$mode" --bin "$BIN" --kit "$KIT" \
     --out "$RUNFILE" --log "$R/run/logs/sluice-$mode.log" || true
 done
-# The kit's bench prints its progress lines ("[peer] ...") and then its own table; keep the former.
-# shellcheck disable=SC2086
-{ RESULTS=$RUNFILE bash "$KIT/run_peers.sh" bench $PEERS 2>"$R/run/logs/run_peers.stderr" || true; } | { grep '^\[' || true; }
+for w in $WORKER_COUNTS; do
+  for mode in $PY_MODES; do
+    in_ns python3 "$HERE/sluice_bench.py" --mode "$mode" --workers "$w" --python "$SLUICE_PYTHON" --bin "$BIN" \
+      --kit "$KIT" --out "$RUNFILE" --log "$R/run/logs/$(row_name "$mode" "$w").log" || true
+  done
+done
+if [ -n "$PEERS" ]; then
+  # The kit's bench prints its progress lines ("[peer] ...") and then its own table; keep the former.
+  # shellcheck disable=SC2086
+  { RESULTS=$RUNFILE bash "$KIT/run_peers.sh" bench $PEERS 2>"$R/run/logs/run_peers.stderr" || true; } | { grep '^\[' || true; }
+fi
 
 # --- 4. results -------------------------------------------------------------------------------
 DAY=$(date -u +%Y-%m-%d)
@@ -154,9 +205,12 @@ COMMIT="$COMMIT, release build ($(rustc --version 2>/dev/null || echo rustc))"
 NS_TEXT=$([ "$NETNS" = 1 ] && echo "each server + its wrk in a private network namespace (unshare -n, loopback only)" || echo "host loopback (no network namespace)")
 log "writing $MD"
 TITLE="Sluice beside its peers"
+[ -z "$NATIVE_MODES" ] && [ -z "$PEERS" ] && TITLE="Scoring scripts (score.py): Sluice beside azmlinfsrv"
+WK_TEXT=""
+[ -n "$PY_MODES" ] && WK_TEXT="; scoring script examples/sklearn-score/onlinescoring/score.py, one-row body bench/score_body.json, WORKER_COUNT $WORKER_COUNTS (the same in every server; -wN in a row's name when not 1), interpreter $SLUICE_PYTHON"
 [ "$DURATION" -lt 20 ] && TITLE="$TITLE: SHORT RUN ($DURATION s per level), a check that everything works, not numbers to quote"
 python3 "$HERE/summarize.py" "$RUNFILE" --kit "$KIT" --md "$MD" --commit "$COMMIT" --title "$TITLE" --raw "$(basename "$JSONL")" \
-  --settings "$DURATION s per concurrency level (c = $CONCS), $([ "$WARMUP" = 0 ] && echo "no warm-up" || echo "$WARMUP s warm-up at c=32"); server pinned to CPU $SERVER_CPUS, wrk -t1 pinned to CPU $LOAD_CPUS, both nice $BENCH_NICE (autogroup too); $NS_TEXT; run $TS UTC"
+  --settings "$DURATION s per concurrency level (c = $CONCS), $([ "$WARMUP" = 0 ] && echo "no warm-up" || echo "$WARMUP s warm-up at c=32"); server pinned to CPU $SERVER_CPUS, wrk -t1 pinned to CPU $LOAD_CPUS, both nice $BENCH_NICE (autogroup too); $NS_TEXT$WK_TEXT; run $TS UTC"
 echo "results: $JSONL (this run also in $RUNFILE)"
 echo "table:   $MD"
 echo "logs:    $R/run/logs/"

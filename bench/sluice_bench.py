@@ -2,7 +2,7 @@
 """Benchmark Sluice the way the peer kit's bench.py benchmarks a peer, and append one JSON line
 in the kit's schema to --out, so the kit's report.py prints Sluice and the peers in one table.
 
-Three modes:
+Six modes. ONNX (the kit's lr model, KServe v2 request):
   gateway       `sluice server` with the lr model deployed (endpoint lr-ep, deployment blue, key
                 auth); the load goes through the gateway with `Authorization: Bearer <primaryKey>`.
                 The server starts the replica as its child: both are in the measured process tree.
@@ -15,6 +15,19 @@ Three modes:
   replica       `sluice replica` alone, as the server would launch it for `instance_type: cpu=1`
                 (--intra-op-threads 1 --inference-threads 1); no auth. gateway minus replica is the
                 gateway's cost.
+Scoring script (an Azure ML score.py, default examples/sklearn-score: joblib scikit-learn model,
+body {"data": [[4 floats]]}), with --workers Python worker processes (Azure's WORKER_COUNT, default
+1) in every server:
+  python-gateway  `sluice server --python PY` with endpoint score-ep (key auth) and deployment blue
+                  (code_configuration + inline model path, environment_variables WORKER_COUNT, no
+                  `environment:` so the server's --python runs it); load on /endpoints/score-ep/score
+                  with the key. Server, replica-python and its workers are in the measured tree.
+  python-replica  `sluice replica-python` alone (what the gateway proxies to), /score, no auth.
+  azmlinfsrv      azureml-inference-server-http (gunicorn arbiter + WORKER_COUNT sync workers), the
+                  server Azure ML runs in its images, from the same venv, on the same score.py, model
+                  folder and WORKER_COUNT; /score, no auth.
+Each run records server CPU per request per process role (cpu_us_per_req_by_role), so the table's
+total can be split into gateway, replica and Python worker (or gunicorn arbiter and workers).
 
 Methodology is the kit's, reused rather than copied where possible: the /proc process-tree CPU
 and RSS accounting, the autogroup boost, the per-core CPU counters and the stop sequence are the
@@ -54,7 +67,75 @@ NOTES = {
                     "compared with the live one); server + 3 replicas pinned and counted",
     "replica": "sluice replica alone (what the gateway proxies to): --intra-op-threads 1 "
                "--inference-threads 1, KServe v2 REST, no auth",
+    "python-gateway": "sluice server --python <dev venv>: gateway (key auth, Bearer header) -> 1 replica-python "
+                      "-> {workers} Python worker process(es) (WORKER_COUNT={workers}) over a Unix socket; "
+                      "deployment code_configuration {script}, model path {model} (uploaded), instance_type "
+                      "cpu=1, no environment (the server's --python); server + replica + workers pinned and counted",
+    "python-replica": "sluice replica-python alone (what the gateway proxies to): {workers} Python worker "
+                      "process(es) (WORKER_COUNT={workers}), --request-timeout-ms 5000, POST /score, no auth",
+    "azmlinfsrv": "azureml-inference-server-http {version} (azmlinfsrv --entry_script {script}): gunicorn {gunicorn} "
+                  "arbiter + {workers} sync worker(s) (WORKER_COUNT={workers}), Flask, defaults (access log "
+                  "on stdout); same venv, score.py and model folder as Sluice; POST /score, no auth; "
+                  "answers with Connection: close (gunicorn's sync worker), so wrk reconnects per request",
 }
+PYTHON_MODES = ("python-gateway", "python-replica", "azmlinfsrv")
+SCORE_EP_YAML = "name: score-ep\nauth_mode: key\n"
+SCORE_DEP_YAML = """name: blue
+endpoint_name: score-ep
+model:
+  path: {model}
+code_configuration:
+  code: {code}
+  scoring_script: {script}
+instance_type: cpu=1,memory=1Gi
+instance_count: 1
+environment_variables:
+  WORKER_COUNT: "{workers}"
+request_settings:
+  max_concurrent_requests_per_instance: 32
+"""
+
+
+def default_python():
+    """The dev venv's interpreter: $SLUICE_PYTHON, else scripts/python-env.sh's venv."""
+    if os.environ.get("SLUICE_PYTHON"):
+        return os.environ["SLUICE_PYTHON"]
+    venv = subprocess.run(["bash", os.path.join(ROOT, "scripts", "python-env.sh")], capture_output=True,
+                          text=True, check=True).stdout.strip().splitlines()[-1]
+    return os.path.join(venv, "bin", "python")
+
+
+def pkg_version(python, dist):
+    try:
+        return subprocess.run([python, "-c", f"import importlib.metadata as m; print(m.version({dist!r}))"],
+                              capture_output=True, text=True, timeout=60).stdout.strip() or "?"
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+
+
+def role(pid, root):
+    """What a process of the measured tree is, from its command line."""
+    try:
+        argv = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
+    except OSError:
+        return "?"
+    text = b" ".join(argv).decode(errors="replace")
+    if "sluice_worker" in text:
+        return "python worker"
+    if "replica-python" in text:
+        return "sluice replica-python"
+    if " replica " in f" {text} ":
+        return "sluice replica"
+    if "azmlinfsrv" in text or "gunicorn" in text:
+        return "gunicorn arbiter" if pid == root else "gunicorn worker"
+    if " server " in f" {text} ":
+        return "sluice server"
+    return os.path.basename(argv[0].decode(errors="replace")) or "?"
+
+
+def per_pid_cpu(root):
+    pids, stats = kit.tree(root)
+    return {p: stats[p]["cpu"] for p in pids}
 
 
 def post(url, body, ctype, headers=None, timeout=10):
@@ -174,15 +255,28 @@ def mirror_summary(stats, per_level=None):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--mode", choices=["gateway", "split-mirror", "replica"], required=True)
+    ap.add_argument("--mode", choices=["gateway", "split-mirror", "replica", *PYTHON_MODES], required=True)
     ap.add_argument("--name", default=None, help="result name (default sluice-<mode>)")
     ap.add_argument("--bin", required=True, help="the sluice release binary")
     ap.add_argument("--kit", default=os.path.join(ROOT, "..", "shared", "bench", "peers"))
     ap.add_argument("--model-repo", default=os.path.join(ROOT, "testdata/models/lr20/model_repository"))
-    ap.add_argument("--body", default=os.path.join(ROOT, "testdata/models/lr20/v2_X.json"))
+    ap.add_argument("--body", default=None, help="default testdata/models/lr20/v2_X.json (ONNX modes), "
+                    "bench/score_body.json (scoring-script modes)")
     ap.add_argument("--ctype", default="application/json")
-    ap.add_argument("--expect", default='"data":[1]')
-    ap.add_argument("--port", type=int, default=None, help="default 9100 (gateway) / 9200 (replica)")
+    ap.add_argument("--expect", default=None, help='default \'"data":[1]\' (ONNX modes), "[0]" (scoring-script modes)')
+    ap.add_argument("--port", type=int, default=None,
+                    help="default 9100 (gateway, split-mirror, python-gateway) / 9200 (replica, python-replica) / 9300 (azmlinfsrv)")
+    # Scoring-script modes.
+    ap.add_argument("--python", default=None,
+                    help="the venv interpreter for the scoring script and azmlinfsrv (default $SLUICE_PYTHON, "
+                         "else scripts/python-env.sh's venv)")
+    ap.add_argument("--workers", type=int, default=int(os.environ.get("WORKER_COUNT", 1)),
+                    help="Python worker processes, WORKER_COUNT, in every server (default $WORKER_COUNT or 1)")
+    ap.add_argument("--score-code", default=os.path.join(ROOT, "examples/sklearn-score/onlinescoring"),
+                    help="the code folder (code_configuration.code)")
+    ap.add_argument("--score-script", default="score.py", help="the scoring script, relative to --score-code")
+    ap.add_argument("--score-model", default=os.path.join(ROOT, "examples/sklearn-score/model"),
+                    help="the model folder; the script finds it as $AZUREML_MODEL_DIR/<its basename>")
     ap.add_argument("--duration", type=int, default=int(os.environ.get("DURATION", 20)))
     ap.add_argument("--conc", default=os.environ.get("CONCS", "1,32"))
     ap.add_argument("--warmup", type=int, default=int(os.environ.get("WARMUP", 5)))
@@ -198,12 +292,19 @@ def main():
     ap.add_argument("--keep-data", action="store_true", help="keep the server's temporary data directory")
     a = ap.parse_args()
 
+    global kit
     sys.path.insert(0, os.path.abspath(a.kit))
     import bench as kit  # the peer kit's bench.py: same accounting functions as the peers get
 
-    name = a.name or f"sluice-{a.mode}"
-    port = a.port or (9200 if a.mode == "replica" else 9100)
+    scoring = a.mode in PYTHON_MODES
+    wsuffix = f"-w{a.workers}" if scoring and a.workers != 1 else ""
+    name = a.name or (("azmlinfsrv" if a.mode == "azmlinfsrv" else f"sluice-{a.mode}") + wsuffix)
+    port = a.port or {"replica": 9200, "python-replica": 9200, "azmlinfsrv": 9300}.get(a.mode, 9100)
     binary = os.path.abspath(a.bin)
+    if a.body is None:
+        a.body = os.path.join(HERE, "score_body.json") if scoring else os.path.join(ROOT, "testdata/models/lr20/v2_X.json")
+    if a.expect is None:
+        a.expect = "[0]" if scoring else '"data":[1]'
     body_file = os.path.abspath(a.body)
     body = open(body_file, "rb").read()
     log_path = os.path.abspath(a.log or f"{name}.server.log")
@@ -217,17 +318,56 @@ def main():
 
     work = tempfile.mkdtemp(prefix=f"sluice-bench-{a.mode}-")
     data_dir = os.path.join(work, "data")
-    served = a.mode in ("gateway", "split-mirror")  # through `sluice server`
-    if served:
-        server_cmd = f"exec {shlex.quote(binary)} server --addr 127.0.0.1:{port} --data-dir {shlex.quote(data_dir)}"
-        url = f"http://127.0.0.1:{port}/endpoints/lr-ep/v2/models/lr/infer"
+    served = a.mode in ("gateway", "split-mirror", "python-gateway")  # through `sluice server`
+    q = shlex.quote
+    note_fmt = {"traffic": a.traffic, "mirror": a.mirror or "none", "workers": a.workers}
+    expected_procs = None  # the tree's process count once ready, where it is known
+    if scoring:
+        python = os.path.abspath(a.python or default_python())
+        code_dir = os.path.abspath(a.score_code)
+        model_dir = os.path.abspath(a.score_model)
+        # AZUREML_MODEL_DIR is the folder that holds the model folder (as Azure and Sluice set it).
+        model_parent = os.path.dirname(model_dir.rstrip("/"))
+        note_fmt.update(script=os.path.relpath(os.path.join(code_dir, a.score_script), ROOT),
+                        model=os.path.relpath(model_dir, ROOT))
+        result_extra = {"workers": a.workers, "python": python}
     else:
-        server_cmd = (f"exec {shlex.quote(binary)} replica --model-dir {shlex.quote(os.path.abspath(a.model_repo))} "
+        result_extra = {}
+    if a.mode in ("gateway", "split-mirror"):
+        server_cmd = f"exec {q(binary)} server --addr 127.0.0.1:{port} --data-dir {q(data_dir)}"
+        url = f"http://127.0.0.1:{port}/endpoints/lr-ep/v2/models/lr/infer"
+    elif a.mode == "replica":
+        server_cmd = (f"exec {q(binary)} replica --model-dir {q(os.path.abspath(a.model_repo))} "
                       f"--format triton --listen 127.0.0.1:{port} --intra-op-threads 1 --inference-threads 1")
         url = f"http://127.0.0.1:{port}/v2/models/lr/infer"
+    elif a.mode == "python-gateway":
+        server_cmd = f"exec {q(binary)} server --addr 127.0.0.1:{port} --data-dir {q(data_dir)} --python {q(python)}"
+        url = f"http://127.0.0.1:{port}/endpoints/score-ep/score"
+        expected_procs = 2 + a.workers
+    elif a.mode == "python-replica":
+        server_cmd = (f"exec env AZUREML_MODEL_DIR={q(model_parent)} WORKER_COUNT={a.workers} {q(binary)} replica-python "
+                      f"--code-dir {q(code_dir)} --scoring-script {q(a.score_script)} --python {q(python)} "
+                      f"--request-timeout-ms 5000 --listen 127.0.0.1:{port}")
+        url = f"http://127.0.0.1:{port}/score"
+        expected_procs = 1 + a.workers
+    else:  # azmlinfsrv
+        azml = os.path.join(os.path.dirname(python), "azmlinfsrv")
+        if not os.access(azml, os.X_OK):
+            err = f"no azmlinfsrv next to {python} (azureml-inference-server-http is not installed there)"
+            print(f"[{name}] FAILED: {err}", flush=True)
+            with open(a.out, "a") as f:
+                f.write(json.dumps({"name": name, "ok": False, "error": err}) + "\n")
+            return 1
+        note_fmt.update(version=pkg_version(python, "azureml-inference-server-http"),
+                        gunicorn=pkg_version(python, "gunicorn"))
+        # HOME: gunicorn 2x puts a control socket in ~/.gunicorn; keep it in this run's folder.
+        server_cmd = (f"exec env HOME={q(work)} AZUREML_MODEL_DIR={q(model_parent)} WORKER_COUNT={a.workers} "
+                      f"{q(azml)} --entry_script {q(os.path.join(code_dir, a.score_script))} --port {port}")
+        url = f"http://127.0.0.1:{port}/score"
+        expected_procs = 1 + a.workers
     cmd = f"exec nice -n {kit.NICE} taskset -c {a.server_cpus} bash -c {shlex.quote(server_cmd)}"
-    result = {"name": name, "note": a.note or NOTES[a.mode].format(traffic=a.traffic, mirror=a.mirror or "none"), "url": url, "server_cpus": a.server_cpus,
-              "load_cpus": a.load_cpus}
+    result = {"name": name, "note": a.note or NOTES[a.mode].format(**note_fmt), "url": url, "server_cpus": a.server_cpus,
+              "load_cpus": a.load_cpus, **result_extra}
     t_start = time.time()
     proc = subprocess.Popen(["bash", "-c", cmd], cwd=work, stdout=logf, stderr=subprocess.STDOUT,
                             start_new_session=True)
@@ -238,6 +378,19 @@ def main():
         if served:
             server_url = wait_for_line(log_path, "SLUICE_LISTENING", proc, a.ready_timeout)
             kit.boost(kit.tree(root)[0])
+        if a.mode == "python-gateway":
+            ep_yml = os.path.join(work, "endpoint.yml")
+            open(ep_yml, "w").write(SCORE_EP_YAML)
+            cli(binary, server_url, data_dir, ["online-endpoint", "create", "--file", ep_yml], logf)
+            dep_yml = os.path.join(work, "deployment-blue.yml")
+            open(dep_yml, "w").write(SCORE_DEP_YAML.format(model=json.dumps(model_dir), code=json.dumps(code_dir),
+                                                           script=json.dumps(a.score_script), workers=a.workers))
+            # `create` uploads the code and model folders and waits until the deployment is ready.
+            cli(binary, server_url, data_dir, ["online-deployment", "create", "--file", dep_yml, "--all-traffic"], logf)
+            kit.boost(kit.tree(root)[0])
+            creds = cli(binary, server_url, data_dir, ["online-endpoint", "get-credentials", "--name", "score-ep"], logf)
+            bearer = json.loads(creds)["primaryKey"]
+        elif served:
             ep_yml = os.path.join(work, "endpoint.yml")
             open(ep_yml, "w").write(EP_YAML)
             cli(binary, server_url, data_dir, ["model", "create", "--name", "lr", "--version", "1",
@@ -284,7 +437,15 @@ def main():
             raise RuntimeError(f"response lacks {a.expect!r}: {result['sample_response']}")
         print(f"[{name}] ready in {result['startup_s']}s: {result['sample_response'][:200]}", flush=True)
         _, rss_idle, nproc_idle = kit.usage(root)
+        if expected_procs is not None and nproc_idle != expected_procs:
+            time.sleep(2)  # a worker may still be starting (WORKER_COUNT > 1)
+            _, rss_idle, nproc_idle = kit.usage(root)
         result["rss_idle_mb"] = round(rss_idle / 2**20, 1)
+        roles = {p: role(p, root) for p in kit.tree(root)[0]}
+        result["tree_roles"] = sorted(roles.values())
+        if expected_procs is not None and nproc_idle != expected_procs:
+            raise RuntimeError(f"expected {expected_procs} processes in the tree ({a.workers} worker(s)), "
+                               f"found {nproc_idle}: {result['tree_roles']}")
         # Every process of the tree (server and replica) must be on the server's CPUs only.
         result["tree_cpus_allowed"] = sorted({cpus_allowed(p) for p in kit.tree(root)[0]} - {None})
         if result["tree_cpus_allowed"] != [cpus_allowed("self", a.server_cpus)]:
@@ -303,6 +464,7 @@ def main():
             stats0 = endpoint_stats(binary, server_url, data_dir, logf) if a.mode == "split-mirror" else None
             kit.boost(kit.tree(root)[0])
             cpu0, _, _ = kit.usage(root)
+            pid_cpu0 = per_pid_cpu(root)
             sb0, st0 = kit.cpu_ticks(a.server_cpus)
             ch0 = resource.getrusage(resource.RUSAGE_CHILDREN)
             load0 = open("/proc/loadavg").read().split()[0]
@@ -310,6 +472,7 @@ def main():
             w = run_wrk(url, body_file, a.ctype, c, a.duration, a.load_cpus, kit.NICE, bearer)
             wall = time.time() - t0
             cpu1, rss, nproc = kit.usage(root)
+            pid_cpu1 = per_pid_cpu(root)
             sb1, st1 = kit.cpu_ticks(a.server_cpus)
             ch1 = resource.getrusage(resource.RUSAGE_CHILDREN)
             wrk_cpu = (ch1.ru_utime + ch1.ru_stime) - (ch0.ru_utime + ch0.ru_stime)
@@ -326,6 +489,13 @@ def main():
                  "wrk_cpu_pct": round(100 * wrk_cpu / wall, 1),
                  "foreign_cpu_on_server_cores_pct": round(server_cores_busy - 100 * (cpu1 - cpu0) / wall, 1),
                  "loadavg_1m_before": float(load0), "wrk": w}
+            # The same CPU split by process role (server, replica, Python workers, ...).
+            by_role = {}
+            for p, t in pid_cpu1.items():
+                if p not in roles:
+                    roles[p] = role(p, root)
+                by_role[roles[p]] = by_role.get(roles[p], 0.0) + t - pid_cpu0.get(p, 0.0)
+            r["cpu_us_per_req_by_role"] = {k: round(1e6 * v / max(w["requests"], 1), 1) for k, v in sorted(by_role.items())}
             if stats0 is not None:
                 r["deployment_stats_delta"] = stats_delta(endpoint_stats(binary, server_url, data_dir, logf), stats0)
                 per_level.append((c, r["deployment_stats_delta"]))
@@ -334,6 +504,8 @@ def main():
                   f"errors {errs}  server CPU {r['server_cpu_pct']}%  wrk CPU {r['wrk_cpu_pct']}%  "
                   f"foreign CPU on server core {r['foreign_cpu_on_server_cores_pct']}%  RSS {r['rss_mb']} MB ({nproc} procs)",
                   flush=True)
+            print(f"[{name}] c={c}: server CPU µs/req by process: " +
+                  ", ".join(f"{k} {v:.0f}" for k, v in r["cpu_us_per_req_by_role"].items()), flush=True)
         result["runs"] = runs
         if a.mode == "split-mirror":
             # After the run: totals since the server started (readiness probe, warm-up, levels).

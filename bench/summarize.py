@@ -51,7 +51,69 @@ def run_at(r, conc):
     return next((x for x in r.get("runs", []) if x["conc"] == conc), None)
 
 
+SCORING_PREFIXES = ("sluice-python-gateway", "sluice-python-replica", "azmlinfsrv")
+
+
+def is_scoring(name):
+    return name.startswith(SCORING_PREFIXES)
+
+
+def worker_suffixes(rows):
+    """The WORKER_COUNT variants present: "" (WORKER_COUNT=1) and "-wN"."""
+    out = []
+    for n in rows:
+        for p in SCORING_PREFIXES:
+            if n.startswith(p):
+                suf = n[len(p):]
+                if suf not in out:
+                    out.append(suf)
+    return sorted(out, key=lambda s: int(s[2:]) if s else 1)
+
+
+def by_role(run):
+    """'a 1 + b 2 = 3 µs' from a level's cpu_us_per_req_by_role (largest first)."""
+    roles = run.get("cpu_us_per_req_by_role") or {}
+    parts = sorted(roles.items(), key=lambda kv: -kv[1])
+    return " + ".join(f"{k} {v:.0f}" for k, v in parts) + f" = {sum(roles.values()):.0f} µs"
+
+
+def scoring_derived(rows):
+    out = []
+    for suf in worker_suffixes(rows):
+        wc = int(suf[2:]) if suf else 1
+        g, rp, az = (rows.get(n + suf) for n in SCORING_PREFIXES)
+        g32, r32, a32 = run_at(g, 32), run_at(rp, 32), run_at(az, 32)
+        g1, r1, a1 = run_at(g, 1), run_at(rp, 1), run_at(az, 1)
+        tag = f"WORKER_COUNT={wc}"
+        if g32 and a32 and a32["rps"] > 0:
+            line = (f"score.py throughput at c=32 ({tag}), sluice python-gateway / azmlinfsrv: "
+                    f"{g32['rps']:.0f} / {a32['rps']:.0f} req/s = **{g32['rps'] / a32['rps']:.1f}×** (target: 3×); "
+                    f"p99 at c=32: sluice-python-gateway{suf} **{g32['p99_ms']:.2f} ms**, azmlinfsrv{suf} "
+                    f"**{a32['p99_ms']:.2f} ms**")
+            if r32:
+                line += (f" (sluice-python-replica{suf} alone: {r32['rps']:.0f} req/s = {r32['rps'] / a32['rps']:.1f}×, "
+                         f"p99 {r32['p99_ms']:.2f} ms)")
+            out.append(line)
+        else:
+            out.append(f"score.py throughput at c=32 ({tag}), sluice python-gateway / azmlinfsrv: n/a "
+                       "(a c=32 result is missing)")
+        if g1 and a1:
+            line = (f"score.py at c=1 ({tag}): p50 / p99 sluice-python-gateway{suf} {g1['p50_ms']:.2f} / "
+                    f"{g1['p99_ms']:.2f} ms, azmlinfsrv{suf} {a1['p50_ms']:.2f} / {a1['p99_ms']:.2f} ms")
+            if r1:
+                line += (f"; gateway overhead (p50 python-gateway − python-replica) "
+                         f"{(g1['p50_ms'] - r1['p50_ms']) * 1000:.0f} µs")
+            out.append(line)
+        cpu = [f"{n}{suf} {by_role(x)}" for n, x in (("sluice-python-gateway", g32), ("sluice-python-replica", r32),
+                                                      ("azmlinfsrv", a32)) if x and x.get("cpu_us_per_req_by_role")]
+        if cpu:
+            out.append(f"Server CPU per request at c=32 ({tag}), by process: " + "; ".join(cpu))
+    return out
+
+
 def derived(rows):
+    if not any(not is_scoring(n) for n in rows):
+        return scoring_derived(rows)
     out = []
     g1, r1 = run_at(rows.get("sluice-gateway"), 1), run_at(rows.get("sluice-replica"), 1)
     if g1 and r1:
@@ -90,6 +152,8 @@ def derived(rows):
         if rows["sluice-split-mirror"].get("mirror_summary"):
             out.append("Mirror, from `sluice online-endpoint show --name lr-ep` after the sluice-split-mirror run "
                        "(counts since the server started, warm-up included): " + rows["sluice-split-mirror"]["mirror_summary"])
+    if any(is_scoring(n) for n in rows):
+        out += scoring_derived(rows)
     return out
 
 
