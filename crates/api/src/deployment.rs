@@ -33,7 +33,8 @@ pub struct OnlineDeploymentSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Object)]
     pub environment: Option<serde_json::Value>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    /// Values may be written as numbers or booleans (`WORKER_COUNT: 2`); they are kept as text.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty", deserialize_with = "scalar_strings")]
     pub environment_variables: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance_type: Option<String>,
@@ -63,6 +64,19 @@ pub struct OnlineDeploymentSpec {
     pub deployment_type: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub private_network_connection: Option<bool>,
+}
+
+/// A map whose values are strings, numbers or booleans, read as strings.
+fn scalar_strings<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    let raw = BTreeMap::<String, serde_json::Value>::deserialize(d)?;
+    raw.into_iter()
+        .map(|(k, v)| match v {
+            serde_json::Value::String(s) => Ok((k, s)),
+            serde_json::Value::Number(n) => Ok((k, n.to_string())),
+            serde_json::Value::Bool(b) => Ok((k, b.to_string())),
+            other => Err(serde::de::Error::custom(format!("{k}: {other} is not a string, number or boolean"))),
+        })
+        .collect()
 }
 
 fn one() -> serde_json::Value {

@@ -48,6 +48,11 @@ pub fn replica_set(
             (args, model_dir)
         }
         Serving::Script { code_dir, scoring_script, model_dir, python } => {
+            // WORKER_COUNT from environment_variables wins (the replica reads it); otherwise one
+            // worker per core the instance type asks for.
+            if !env.contains_key("WORKER_COUNT") {
+                env.insert("WORKER_COUNT".into(), cores.min(64).to_string());
+            }
             let args = vec![
                 "replica-python".into(),
                 "--code-dir".into(),

@@ -94,6 +94,8 @@ async fn a_hanging_run_times_out_and_the_next_request_succeeds() {
     server.cli_ok(&["online-deployment", "create", "--file", &dep, "--all-traffic"]);
     let key = primary_key(&server, "sklearn-ep");
     let url = format!("{}/endpoints/sklearn-ep/score", server.url);
+    // instance_type cpu=1 and no WORKER_COUNT: one worker per core.
+    assert_eq!(worker_processes(&server), 1);
     let (status, body) = post_json(&url, Some(&key), br#"{"hang": true}"#).await;
     assert_eq!(status, 408, "{body}");
     let mut last = (0, String::new());
@@ -116,6 +118,28 @@ async fn a_hanging_run_times_out_and_the_next_request_succeeds() {
         .unwrap();
     assert_eq!(resp.status().as_u16(), 424);
     assert_eq!(resp.headers()["ms-azureml-model-error-statuscode"], "500");
+}
+
+#[tokio::test]
+async fn worker_count_follows_the_instance_type_unless_set() {
+    let (server, tmp) = server();
+    server.cli_ok(&["online-endpoint", "create", "--file", "examples/sklearn-score/endpoint.yml"]);
+    let dep = write_code(tmp.path(), "def init():\n    pass\n\ndef run(raw):\n    return 1\n");
+    server.cli_ok(&["online-deployment", "create", "--file", &dep, "--set", "instance_type=cpu=3,memory=1Gi"]);
+    assert_eq!(worker_processes(&server), 3, "one worker per core of the instance type");
+    server.cli_ok(&["online-deployment", "update", "--file", &dep, "--set", "environment_variables.WORKER_COUNT=2"]);
+    assert_eq!(worker_processes(&server), 2, "WORKER_COUNT wins");
+}
+
+/// Live Python workers started for this server's deployments.
+fn worker_processes(server: &Server) -> usize {
+    let needle = server.data_dir.to_string_lossy().into_owned();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains("-m sluice_worker") && c.contains(&needle))
+        .count()
 }
 
 #[tokio::test]
