@@ -200,24 +200,8 @@ pub fn load_mlflow_model(dir: &Path, env: &Environment, options: &LoadOptions) -
 }
 
 fn servable(graph: &[GraphTensor], path: &Path, strict: bool) -> Result<Vec<TensorSpec>, RuntimeError> {
-    let mut specs = Vec::new();
-    for g in graph {
-        match &g.datatype {
-            Ok(datatype) => specs.push(TensorSpec {
-                name: g.name.clone(),
-                datatype: *datatype,
-                shape: g.shape.clone(),
-                model_shape: None,
-            }),
-            Err(what) if strict => {
-                return Err(RuntimeError::model(
-                    path,
-                    format!("input '{}' is a {what}, which cannot be served", g.name),
-                ));
-            }
-            Err(what) => tracing::warn!(model = %path.display(), output = %g.name, "skipping output of type {what}"),
-        }
-    }
+    let kind = if strict { "input" } else { "output" };
+    let specs = crate::triton::from_graph(graph, kind, path, strict)?;
     if specs.is_empty() && !strict {
         return Err(RuntimeError::model(path, "the model has no tensor outputs that can be served"));
     }

@@ -133,7 +133,12 @@ fn check_config_header(config: &ModelConfig, folder_name: &str, path: &Path) -> 
 
 /// Builds specs straight from the graph. Inputs must all be servable; unservable outputs (a ZipMap's sequence of
 /// maps) are skipped with a warning, since the graph can be run without them.
-fn from_graph(graph: &[GraphTensor], kind: &str, path: &Path, strict: bool) -> Result<Vec<TensorSpec>, RuntimeError> {
+pub(crate) fn from_graph(
+    graph: &[GraphTensor],
+    kind: &str,
+    path: &Path,
+    strict: bool,
+) -> Result<Vec<TensorSpec>, RuntimeError> {
     let mut specs = Vec::new();
     for g in graph {
         match &g.datatype {
