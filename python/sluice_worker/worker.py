@@ -228,7 +228,24 @@ class Server:
             rfile.close()
 
 
+def _die_with_parent():
+    """Ask Linux to send SIGTERM when the replica that started us dies, even by SIGKILL, so a
+    worker never outlives its replica. Elsewhere (or without ctypes) this does nothing."""
+    parent = os.getppid()
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError, ImportError):
+        return
+    if os.getppid() != parent:  # the parent died before the request took effect
+        sys.exit(EXIT_OK)
+
+
 def main(argv=None):
+    _die_with_parent()
     faulthandler.enable()
     try:
         sys.stdout.reconfigure(line_buffering=True)

@@ -460,3 +460,38 @@ def test_other_interpreters_bare(python):
             assert w.request("GET", "/").body == b"Healthy"
         finally:
             assert w.stop() == 0
+
+
+def test_worker_exits_when_its_parent_is_killed(tmp_path):
+    """A replica killed with SIGKILL must not leave its workers behind."""
+    import subprocess, sys, time, os, signal as sig
+
+    script = os.path.join(os.path.dirname(__file__), "scripts", "headers_plain", "score.py")
+    sock = str(tmp_path / "w.sock")
+    pkg = os.path.join(os.path.dirname(__file__), "..")
+    launcher = (
+        "import subprocess, sys, os\n"
+        f"p = subprocess.Popen([sys.executable, '-m', 'sluice_worker', '--socket', {sock!r}, '--entry-script', {script!r}],"
+        f" env=dict(os.environ, PYTHONPATH={pkg!r}), stdout=subprocess.PIPE)\n"
+        "print(p.pid, flush=True)\n"
+        "p.stdout.readline()\n"
+        "print('ready', flush=True)\n"
+        "import time; time.sleep(600)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", launcher], stdout=subprocess.PIPE, text=True)
+    worker_pid = int(parent.stdout.readline())
+    assert parent.stdout.readline().strip() == "ready"
+    parent.send_signal(sig.SIGKILL)
+    parent.wait()
+    for _ in range(100):
+        try:
+            os.kill(worker_pid, 0)
+        except ProcessLookupError:
+            return
+        # A zombie counts as gone: it has exited and only waits to be reaped by init.
+        with open(f"/proc/{worker_pid}/stat") as f:
+            if f.read().split(") ")[1].startswith("Z"):
+                return
+        time.sleep(0.05)
+    os.kill(worker_pid, sig.SIGKILL)
+    raise AssertionError("the worker outlived its parent")
