@@ -1,6 +1,6 @@
 //! `kill -9` the server, start it again: the same world, the same keys, scoring works.
 
-use crate::harness::{Server, deploy_iris, primary_key, replica_pids, repo, wait_for_200};
+use crate::harness::{Server, deploy_iris, primary_key, replica_pids, repo, show_blue, wait_for_200};
 
 #[tokio::test]
 async fn a_killed_server_comes_back_with_everything() {
@@ -25,15 +25,7 @@ async fn a_killed_server_comes_back_with_everything() {
     assert_eq!(status, 200, "the same key scores after a restart: {text}");
     let models = server.cli_ok(&["model", "list"]);
     assert!(models.contains("azureml:iris:1"), "{models}");
-    let dep: serde_json::Value = serde_json::from_str(&server.cli_ok(&[
-        "online-deployment",
-        "show",
-        "--name",
-        "blue",
-        "--endpoint-name",
-        "iris-ep",
-    ]))
-    .unwrap();
+    let dep = show_blue(&server);
     assert_eq!(dep["provisioning_state"], "Succeeded");
 }
 

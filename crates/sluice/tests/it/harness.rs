@@ -117,8 +117,8 @@ impl Drop for Server {
     }
 }
 
-/// Deploys the iris example (model, key endpoint, blue deployment with all traffic) via the CLI.
-pub fn deploy_iris(server: &Server) {
+/// Registers the iris example's model repository as `iris:1`.
+pub fn register_iris(server: &Server) {
     server.cli_ok(&[
         "model",
         "create",
@@ -131,6 +131,17 @@ pub fn deploy_iris(server: &Server) {
         "--path",
         "examples/iris/model_repository",
     ]);
+}
+
+/// `online-deployment show` of iris-ep's blue deployment, as JSON.
+pub fn show_blue(server: &Server) -> serde_json::Value {
+    let out = server.cli_ok(&["online-deployment", "show", "--name", "blue", "--endpoint-name", "iris-ep"]);
+    serde_json::from_str(&out).expect("deployment JSON")
+}
+
+/// Deploys the iris example (model, key endpoint, blue deployment with all traffic) via the CLI.
+pub fn deploy_iris(server: &Server) {
+    register_iris(server);
     server.cli_ok(&["online-endpoint", "create", "--file", "examples/iris/endpoint.yml"]);
     server.cli_ok(&["online-deployment", "create", "--file", "examples/iris/blue-deployment.yml", "--all-traffic"]);
 }
@@ -183,8 +194,8 @@ pub fn test_python() -> PathBuf {
     PathBuf::from(venv).join("bin/python")
 }
 
-/// Pids of live `sluice replica` processes serving models from this server's data directory.
-pub fn replica_pids(server: &Server) -> Vec<u32> {
+/// Pids of live processes whose command line holds `marker` and this server's data directory.
+pub fn pids_matching(server: &Server, marker: &str) -> Vec<u32> {
     let needle = server.data_dir.to_string_lossy().into_owned();
     std::fs::read_dir("/proc")
         .expect("/proc")
@@ -192,7 +203,12 @@ pub fn replica_pids(server: &Server) -> Vec<u32> {
             let e = e.ok()?;
             let pid: u32 = e.file_name().to_str()?.parse().ok()?;
             let cmdline = String::from_utf8_lossy(&std::fs::read(e.path().join("cmdline")).ok()?).replace('\0', " ");
-            (cmdline.contains(" replica ") && cmdline.contains(&needle)).then_some(pid)
+            (cmdline.contains(marker) && cmdline.contains(&needle)).then_some(pid)
         })
         .collect()
+}
+
+/// Pids of live `sluice replica` processes serving models from this server's data directory.
+pub fn replica_pids(server: &Server) -> Vec<u32> {
+    pids_matching(server, " replica ")
 }

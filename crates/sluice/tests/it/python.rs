@@ -133,13 +133,7 @@ async fn worker_count_follows_the_instance_type_unless_set() {
 
 /// Live Python workers started for this server's deployments.
 fn worker_processes(server: &Server) -> usize {
-    let needle = server.data_dir.to_string_lossy().into_owned();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
-        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
-        .filter(|c| c.contains("-m sluice_worker") && c.contains(&needle))
-        .count()
+    crate::harness::pids_matching(server, "-m sluice_worker").len()
 }
 
 #[tokio::test]

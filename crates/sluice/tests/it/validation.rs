@@ -1,7 +1,7 @@
 //! Bad input gets a clear error and creates nothing; a model that cannot load fails its
 //! deployment with a reason the user can act on.
 
-use crate::harness::{Server, repo};
+use crate::harness::{Server, register_iris, repo, show_blue};
 use std::path::Path;
 
 fn write(dir: &Path, name: &str, text: &str) -> String {
@@ -125,15 +125,7 @@ async fn deployments_that_cannot_run_fail_with_a_reason() {
     );
     let out = server.cli(&["online-deployment", "create", "--file", &dep]);
     assert_eq!(out.status.code(), Some(1), "a model that cannot load fails the deployment");
-    let shown: serde_json::Value = serde_json::from_str(&server.cli_ok(&[
-        "online-deployment",
-        "show",
-        "--name",
-        "blue",
-        "--endpoint-name",
-        "iris-ep",
-    ]))
-    .unwrap();
+    let shown = show_blue(&server);
     assert_eq!(shown["provisioning_state"], "Failed");
     let message = shown["message"].as_str().unwrap_or_default();
     assert!(message.contains("model.onnx") || message.contains("broken"), "the reason names the model: {message}");
@@ -141,18 +133,7 @@ async fn deployments_that_cannot_run_fail_with_a_reason() {
     assert!(logs.contains("broken"), "get-logs shows the replica's error: {logs}");
 
     // A GPU request on a machine without a GPU is refused with a clear reason.
-    server.cli_ok(&[
-        "model",
-        "create",
-        "--name",
-        "iris",
-        "--version",
-        "1",
-        "--type",
-        "triton_model",
-        "--path",
-        "examples/iris/model_repository",
-    ]);
+    register_iris(&server);
     let gpu = write(
         tmp.path(),
         "gpu.yml",

@@ -1,22 +1,14 @@
 //! The README walkthrough: register the iris model, create the endpoint and a deployment with
 //! all traffic, score it through the gateway with the CLI, plain HTTP and tritonclient.
 
-use crate::harness::{Server, deploy_iris, post_json, primary_key, repo};
+use crate::harness::{Server, deploy_iris, post_json, primary_key, repo, show_blue};
 
 #[tokio::test]
 async fn iris_walkthrough_scores_like_onnxruntime() {
     let server = Server::start();
     deploy_iris(&server);
 
-    let shown: serde_json::Value = serde_json::from_str(&server.cli_ok(&[
-        "online-deployment",
-        "show",
-        "--name",
-        "blue",
-        "--endpoint-name",
-        "iris-ep",
-    ]))
-    .unwrap();
+    let shown = show_blue(&server);
     assert_eq!(shown["provisioning_state"], "Succeeded");
     assert_eq!(shown["replicas"]["ready"], 1);
     let ep: serde_json::Value =
