@@ -171,6 +171,9 @@ class Server:
                     self.serve_connection(conn)
                 finally:
                     conn.close()
+                # A stop that came while busy, when the replica went away before the answer.
+                if self.stopping:
+                    raise _Shutdown()
         except _Shutdown:
             pass
         finally:
