@@ -117,7 +117,13 @@ class App:
         else:
             self.run = module.run
         self.init = module.init
+        self.module = module
         self.app_root = app_root
+        # Hook: a script may answer more paths than /score (mlflow_score.py adds /invocations).
+        extra = getattr(module, "sluice_score_paths", ())
+        if isinstance(extra, str) or not all(isinstance(p, str) and p.startswith("/") for p in extra):
+            raise BootError("sluice_score_paths must be a list of paths starting with '/'.")
+        self.score_paths = frozenset(("/score", *extra))
         self._analyze_run()
         self.swagger = None
 
@@ -145,13 +151,13 @@ class App:
         self.init()
 
     def build_swagger(self):
-        self.swagger = Swagger(self.app_root, self.run)
+        self.swagger = Swagger(self.app_root, self.run, module=self.module)
 
     # --- requests ----------------------------------------------------------------------------
 
     def handle(self, method, path, query, headers, body):
         """Answer one request. ``headers`` is a list of ``(lowercase name, value)``."""
-        if path == "/score":
+        if path in self.score_paths:
             if method not in ("GET", "POST", "OPTIONS", "HEAD"):
                 return error_response(405, MSG_WERKZEUG_405)
             return self.score(method, path, query, headers, body)

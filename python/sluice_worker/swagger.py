@@ -5,6 +5,14 @@ For each version (2, 3, 3.1) a user-supplied file in the app root wins (``swagge
 document is generated from a template plus the ``ServiceInput``/``ServiceOutput`` schemas that the
 inference-schema decorators registered (``{"type": "object", "example": {}}`` for an undecorated
 ``run``). A version the decorators do not support is left out.
+
+Hook (Sluice only): when the scoring module defines ``sluice_swagger(version)`` (``version`` is
+``"2"``, ``"3"`` or ``"3.1"``), it is called for each version that has no user file. It returns
+``None`` (the default behaviour above), a complete document (a dict with a ``swagger`` or
+``openapi`` key, used as is), or a dict with ``ServiceInput`` and/or ``ServiceOutput`` schemas that
+replace the decorators' schemas in the template. The generated MLflow scorer
+(``sluice_worker/mlflow_score.py``) uses it to describe the model signature. An exception from the
+hook fails the boot (exit 3).
 """
 
 import copy
@@ -220,10 +228,44 @@ def _read_user_file(app_root, name):
     return data
 
 
+def _filled(version, title, service_version, prefix, input_schema, output_schema):
+    """The azmlinfsrv template for ``version`` with the two service schemas."""
+    if version == "2":
+        doc = _v2_template(title, service_version, prefix)
+        doc["definitions"]["ServiceInput"] = copy.deepcopy(input_schema)
+        doc["definitions"]["ServiceOutput"] = copy.deepcopy(output_schema)
+    else:
+        doc = _v3_template(title, service_version, prefix)
+        doc["components"]["schemas"]["ServiceInput"] = copy.deepcopy(input_schema)
+        doc["components"]["schemas"]["ServiceOutput"] = copy.deepcopy(output_schema)
+        if version == "3.1":
+            doc["openapi"] = "3.1.0"
+    return doc
+
+
+def _from_hook(hook, version, title, service_version, prefix, input_schema, output_schema):
+    """The document the script's ``sluice_swagger(version)`` asks for, or None."""
+    result = hook(version)
+    if result is None:
+        return None
+    if not isinstance(result, dict):
+        raise TypeError(f"sluice_swagger({version!r}) returned {type(result).__name__}, not a dict or None")
+    if "swagger" in result or "openapi" in result:
+        return copy.deepcopy(result)
+    return _filled(
+        version,
+        title,
+        service_version,
+        prefix,
+        result.get("ServiceInput", input_schema),
+        result.get("ServiceOutput", output_schema),
+    )
+
+
 class Swagger:
     """Built once at boot; answers ``get(version)`` with the encoded document."""
 
-    def __init__(self, app_root, run, environ=os.environ):
+    def __init__(self, app_root, run, environ=os.environ, module=None):
         util = _schema_util()
         decorated = is_schema_decorated(run)
         versions = util.get_supported_versions(run) if util is not None else list(ALL_SUPPORTED_VERSIONS)
@@ -232,6 +274,9 @@ class Swagger:
             output_schema = util.get_output_schema(run)
         else:
             input_schema = output_schema = UNDECORATED_SCHEMA
+        hook = getattr(module, "sluice_swagger", None) if module is not None else None
+        if not callable(hook):
+            hook = None
         title = environ.get("SERVICE_NAME", "ML service")
         service_version = environ.get("SERVICE_VERSION", "1.0")
         prefix = environ.get("SERVICE_PATH_PREFIX", "")
@@ -245,19 +290,12 @@ class Swagger:
                 doc = _read_user_file(app_root, name)
                 if doc:
                     break
+            if not doc and hook is not None:
+                doc = _from_hook(hook, version, title, service_version, prefix, input_schema, output_schema)
             if not doc:
                 if not any(alias in versions for alias in aliases):
                     continue
-                if version == "2":
-                    doc = _v2_template(title, service_version, prefix)
-                    doc["definitions"]["ServiceInput"] = copy.deepcopy(input_schema)
-                    doc["definitions"]["ServiceOutput"] = copy.deepcopy(output_schema)
-                else:
-                    doc = _v3_template(title, service_version, prefix)
-                    doc["components"]["schemas"]["ServiceInput"] = copy.deepcopy(input_schema)
-                    doc["components"]["schemas"]["ServiceOutput"] = copy.deepcopy(output_schema)
-                    if version == "3.1":
-                        doc["openapi"] = "3.1.0"
+                doc = _filled(version, title, service_version, prefix, input_schema, output_schema)
             for alias in aliases:
                 self._docs[alias] = doc
             self.supported.append(version)

@@ -110,6 +110,9 @@ pub struct InlineModel {
 #[serde(deny_unknown_fields)]
 pub struct CodeConfiguration {
     pub code: String,
+    /// Required, except with a custom container (`environment.inference_config`), where the
+    /// code folder is only the command's working directory.
+    #[serde(default)]
     pub scoring_script: String,
 }
 

@@ -7,6 +7,7 @@
 pub mod deployment;
 pub mod endpoint;
 mod enums;
+pub mod environment;
 pub mod error;
 pub mod model;
 pub mod rollout;

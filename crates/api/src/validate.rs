@@ -3,7 +3,9 @@
 use crate::FieldError;
 use crate::deployment::{ModelField, OnlineDeploymentSpec};
 use crate::endpoint::OnlineEndpointSpec;
-use sluice_domain::{CodeRef, InstanceType, ModelRef, ResourceName, ValidDeployment, ValidEndpoint, limits};
+use sluice_domain::{
+    CodeRef, EnvironmentChoice, InstanceType, ModelRef, ResourceName, ValidDeployment, ValidEndpoint, limits,
+};
 use std::collections::BTreeMap;
 
 /// Collects field errors so a user sees all of them at once.
@@ -119,10 +121,22 @@ pub fn deployment(spec: &OnlineDeploymentSpec) -> Result<ValidDeployment, Vec<Fi
             format!("{}: expected at most {} milliseconds", rs.max_queue_wait_ms, limits::MAX_REQUEST_TIMEOUT_MS),
         );
     }
+    let environment = spec.environment.as_ref().and_then(|env| {
+        let mut errs = Vec::new();
+        let choice = crate::environment::choice(env, &mut errs);
+        errors.0.extend(errs);
+        choice
+    });
+    let container = matches!(&environment, Some(EnvironmentChoice::Inline(e)) if e.container.is_some());
     let code = spec.code_configuration.as_ref().and_then(|c| {
         let script = std::path::Path::new(&c.scoring_script);
         let safe =
-            !c.scoring_script.is_empty() && script.components().all(|p| matches!(p, std::path::Component::Normal(_)));
+            c.scoring_script.is_empty() || script.components().all(|p| matches!(p, std::path::Component::Normal(_)));
+        if c.scoring_script.is_empty() && !container {
+            errors
+                .push("code_configuration.scoring_script", "required: the scoring script, relative to the code folder");
+            return None;
+        }
         if !safe {
             errors.push(
                 "code_configuration.scoring_script",
@@ -136,7 +150,6 @@ pub fn deployment(spec: &OnlineDeploymentSpec) -> Result<ValidDeployment, Vec<Fi
         }
         Some(CodeRef { code: c.code.clone(), scoring_script: c.scoring_script.clone() })
     });
-    let environment = spec.environment.as_ref().and_then(|env| environment(env, &mut errors));
     match (name, endpoint_name, model, instance_type, instance_count) {
         (Some(name), Some(endpoint_name), Some(model), Some(instance_type), Some(instance_count))
             if errors.0.is_empty() =>
@@ -156,76 +169,5 @@ pub fn deployment(spec: &OnlineDeploymentSpec) -> Result<ValidDeployment, Vec<Fi
             })
         }
         _ => Err(errors.0),
-    }
-}
-
-/// `environment:` inline with a conda file's content (the CLI reads the file) becomes a pip plan;
-/// `image`, `name`, `version` and `description` are kept but not used by the local backend.
-fn environment(env: &serde_json::Value, errors: &mut Errors) -> Option<sluice_domain::PipPlan> {
-    use sluice_domain::CondaDependency;
-    let obj = match env {
-        serde_json::Value::Object(o) => o,
-        serde_json::Value::String(s) => {
-            errors.push("environment", format!("{s:?}: registered environments are not supported yet; write the environment inline with a conda_file"));
-            return None;
-        }
-        _ => {
-            errors.push("environment", "expected a mapping such as {conda_file: conda.yaml}");
-            return None;
-        }
-    };
-    for key in obj.keys() {
-        if !["conda_file", "image", "name", "version", "description", "tags", "build", "inference_config", "os_type"]
-            .contains(&key.as_str())
-        {
-            errors.push(
-                &format!("environment.{key}"),
-                "unknown field: expected conda_file, image, name, version, description, tags or inference_config",
-            );
-        }
-    }
-    if obj.contains_key("inference_config") {
-        errors
-            .push("environment.inference_config", "custom containers (bring your own container) are not supported yet");
-    }
-    if obj.contains_key("build") {
-        errors.push("environment.build", "building a Docker context is not supported: use conda_file");
-    }
-    let conda = obj.get("conda_file")?;
-    let deps = match conda {
-        serde_json::Value::String(path) => {
-            errors.push(
-                "environment.conda_file",
-                format!("{path:?}: send the conda file's content, not its path (the CLI reads it for you)"),
-            );
-            return None;
-        }
-        serde_json::Value::Object(c) => c.get("dependencies").and_then(|d| d.as_array()).cloned().unwrap_or_default(),
-        _ => {
-            errors.push("environment.conda_file", "expected the conda file's content: a mapping with dependencies");
-            return None;
-        }
-    };
-    let mut parsed = Vec::new();
-    for (i, d) in deps.iter().enumerate() {
-        match d {
-            serde_json::Value::String(s) => parsed.push(CondaDependency::Package(s)),
-            serde_json::Value::Object(m) if m.len() == 1 && m.get("pip").is_some_and(|p| p.is_array()) => {
-                let lines =
-                    m["pip"].as_array().map(|a| a.iter().filter_map(|l| l.as_str()).collect()).unwrap_or_default();
-                parsed.push(CondaDependency::Pip(lines));
-            }
-            other => errors.push(
-                &format!("environment.conda_file.dependencies[{i}]"),
-                format!("{other}: expected a package such as numpy=2.3.1 or a pip: list"),
-            ),
-        }
-    }
-    match sluice_domain::pip_plan(&parsed) {
-        Ok(plan) => Some(plan),
-        Err(e) => {
-            errors.push("environment.conda_file.dependencies", e.0);
-            None
-        }
     }
 }

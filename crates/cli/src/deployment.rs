@@ -48,6 +48,13 @@ pub struct DeploymentCreateArgs {
     /// Return once the server accepted the request, without waiting for it to finish.
     #[arg(long)]
     pub no_wait: bool,
+    /// Run the deployment here in the foreground instead (as `sluice serve --file`): no server,
+    /// no auth, restarted when its files change.
+    #[arg(long, conflicts_with_all = ["all_traffic", "no_wait"])]
+    pub local: bool,
+    /// With --local: the port to serve on (0 picks a free one).
+    #[arg(long, requires = "local", value_name = "PORT")]
+    pub local_port: Option<u16>,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -109,10 +116,13 @@ pub struct GetLogsArgs {
 pub(crate) async fn run(ctx: &Ctx, cmd: DeploymentCommand) -> Result<(), CliError> {
     let client = &ctx.client;
     match cmd {
+        DeploymentCommand::Create(args) if args.local => {
+            Err(CliError::usage("--local runs in the sluice binary: use `sluice online-deployment create --local`"))
+        }
         DeploymentCommand::Create(args) => {
             let mut doc = SpecDoc::read(&args.file)?;
             override_names(&mut doc, &args.set, args.name.as_deref(), args.endpoint_name.as_deref())?;
-            inline_conda_file(&mut doc)?;
+            doc.inline_conda_file(Some("environment"))?;
             let spec = checked_deployment(&doc)?;
             let opts = SendOptions { create: true, no_wait: args.no_wait, all_traffic: args.all_traffic };
             send(ctx, &doc, spec, opts).await
@@ -129,7 +139,7 @@ pub(crate) async fn run(ctx: &Ctx, cmd: DeploymentCommand) -> Result<(), CliErro
                 }
             };
             override_names(&mut doc, &args.set, args.name.as_deref(), args.endpoint_name.as_deref())?;
-            inline_conda_file(&mut doc)?;
+            doc.inline_conda_file(Some("environment"))?;
             let spec = checked_deployment(&doc)?;
             send(ctx, &doc, spec, SendOptions { create: false, no_wait: args.no_wait, all_traffic: false }).await
         }
@@ -171,21 +181,6 @@ fn override_names(
     Ok(())
 }
 
-/// `environment.conda_file: conda.yaml` (relative to the YAML) is sent as the file's content.
-fn inline_conda_file(doc: &mut SpecDoc) -> Result<(), CliError> {
-    let Some(env) = doc.doc.get("environment").and_then(|e| e.as_mapping()) else { return Ok(()) };
-    let Some(path) = env.get("conda_file").and_then(|p| p.as_str()) else { return Ok(()) };
-    let file = doc.resolve(path);
-    let invalid = |message: String| doc.invalid(vec![FieldError { field: "environment.conda_file".into(), message }]);
-    let text = std::fs::read_to_string(&file).map_err(|e| invalid(format!("cannot read {}: {e}", file.display())))?;
-    let content: serde_yaml::Value =
-        serde_yaml::from_str(&text).map_err(|e| invalid(format!("{} is not valid YAML: {e}", file.display())))?;
-    let mut env = env.clone();
-    env.insert("conda_file".into(), content);
-    doc.set("environment", serde_yaml::Value::Mapping(env));
-    Ok(())
-}
-
 /// The typed spec with every rule that needs no server checked; an inline model is checked on
 /// its own (its path must exist) while the rest is validated with a placeholder reference.
 fn checked_deployment(doc: &SpecDoc) -> Result<OnlineDeploymentSpec, CliError> {
@@ -205,7 +200,7 @@ fn checked_deployment(doc: &SpecDoc) -> Result<OnlineDeploymentSpec, CliError> {
                 field: "code_configuration.code".into(),
                 message: format!("folder {} not found", dir.display()),
             });
-        } else if !dir.join(&code.scoring_script).is_file() {
+        } else if !code.scoring_script.is_empty() && !dir.join(&code.scoring_script).is_file() {
             errors.push(FieldError {
                 field: "code_configuration.scoring_script".into(),
                 message: format!("{} not found in {}", code.scoring_script, dir.display()),

@@ -7,6 +7,7 @@
 
 mod deployment;
 mod endpoint;
+mod environment;
 mod error;
 mod inline_model;
 mod model;
@@ -18,6 +19,7 @@ mod wait;
 
 pub use deployment::DeploymentCommand;
 pub use endpoint::EndpointCommand;
+pub use environment::EnvironmentCommand;
 pub use model::ModelCommand;
 pub use output::OutputFormat;
 pub use rollout::{RolloutAction, RolloutArgs};
@@ -51,6 +53,9 @@ pub enum Command {
     /// Register, show, list and delete model versions.
     #[command(subcommand)]
     Model(ModelCommand),
+    /// Register, show and list environments (conda files, or custom containers).
+    #[command(subcommand)]
+    Environment(EnvironmentCommand),
     /// Manage online endpoints: a scoring URL, auth and a traffic split.
     #[command(subcommand)]
     OnlineEndpoint(EndpointCommand),
@@ -86,6 +91,7 @@ async fn execute(global: &GlobalArgs, cmd: Command) -> Result<(), CliError> {
     let ctx = Ctx { client, output: global.output };
     match cmd {
         Command::Model(c) => model::run(&ctx, c).await,
+        Command::Environment(c) => environment::run(&ctx, c).await,
         Command::OnlineEndpoint(c) => endpoint::run(&ctx, c).await,
         Command::OnlineDeployment(c) => deployment::run(&ctx, c).await,
     }

@@ -6,6 +6,7 @@ use comfy_table::{Table, presets};
 use serde::Serialize;
 use sluice_api::deployment::{ModelField, OnlineDeployment};
 use sluice_api::endpoint::{EndpointCredentials, OnlineEndpoint};
+use sluice_api::environment::Environment;
 use sluice_api::model::Model;
 use std::io::Write;
 
@@ -35,6 +36,20 @@ impl Row for Model {
             artifact,
             self.created_at.clone(),
         ]
+    }
+}
+
+impl Row for Environment {
+    const HEADERS: &'static [&'static str] = &["name", "version", "kind", "build", "created_at"];
+    fn row(&self) -> Vec<String> {
+        let kind = if self.spec.get("inference_config").is_some() {
+            "custom container"
+        } else if self.spec.get("conda_file").is_some() {
+            "conda"
+        } else {
+            "image"
+        };
+        vec![self.name.clone(), self.version.clone(), kind.into(), self.build.state.clone(), self.created_at.clone()]
     }
 }
 

@@ -71,6 +71,34 @@ impl SpecDoc {
         Ok(())
     }
 
+    /// `conda_file: conda.yaml` (relative to the YAML) in the mapping at `key` (the document
+    /// itself for `None`) is replaced by the file's content, which is what the server takes.
+    pub fn inline_conda_file(&mut self, key: Option<&str>) -> Result<(), CliError> {
+        let env = match key {
+            Some(k) => self.doc.get(k),
+            None => Some(&self.doc),
+        };
+        let Some(env) = env.and_then(|e| e.as_mapping()) else { return Ok(()) };
+        let Some(path) = env.get("conda_file").and_then(|p| p.as_str()) else { return Ok(()) };
+        let field = key.map_or("conda_file".to_owned(), |k| format!("{k}.conda_file"));
+        let file = self.resolve(path);
+        let invalid = |message: String| self.invalid(vec![FieldError { field: field.clone(), message }]);
+        let text =
+            std::fs::read_to_string(&file).map_err(|e| invalid(format!("cannot read {}: {e}", file.display())))?;
+        let content: Value =
+            serde_yaml::from_str(&text).map_err(|e| invalid(format!("{} is not valid YAML: {e}", file.display())))?;
+        let mut env = env.clone();
+        env.insert("conda_file".into(), content);
+        match key {
+            Some(k) => self.set(k, Value::Mapping(env)),
+            None => {
+                self.doc = Value::Mapping(env);
+                self.text = None;
+            }
+        }
+        Ok(())
+    }
+
     /// Sets a top-level field from a flag (`--name`, `--endpoint-name`, `--traffic`).
     pub fn set(&mut self, key: &str, value: impl Into<Value>) {
         if !self.doc.is_mapping() {

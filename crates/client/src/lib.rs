@@ -7,6 +7,7 @@
 pub mod archive;
 mod deployments;
 mod endpoints;
+mod environments;
 mod error;
 mod models;
 mod rollouts;

@@ -2,7 +2,7 @@
 
 use crate::error::Json;
 use crate::models::{check_workspace, resolve};
-use crate::{ApiError, Control, clock};
+use crate::{ApiError, Control, clock, registered_environments};
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -12,7 +12,7 @@ use sluice_api::deployment::{DeploymentLogs, ModelField, OnlineDeployment, Onlin
 use sluice_api::endpoint::OnlineEndpointSpec;
 use sluice_api::{FieldError, validate};
 use sluice_backend::ReplicaSetId;
-use sluice_domain::{ProvisioningState, ValidDeployment, limits};
+use sluice_domain::{EnvironmentChoice, ProvisioningState, ValidDeployment, limits};
 use sluice_store::{DeploymentRow, StoreError};
 use std::sync::Arc;
 
@@ -71,11 +71,24 @@ async fn prepare(
     let model = resolve(control, ws, valid.model.name.as_str(), valid.model.version.as_ref().map(|v| v.as_str()))
         .await
         .map_err(|e| ApiError::validation(vec![FieldError { field: "model".into(), message: e.to_string() }]))?;
-    if model.model_type == "custom_model" && valid.code.is_none() {
+    let environment = match &valid.environment {
+        Some(EnvironmentChoice::Registered { name, version }) => {
+            let row = registered_environments::resolve(control, ws, name, version.as_deref()).await.map_err(|e| {
+                ApiError::validation(vec![FieldError { field: "environment".into(), message: e.to_string() }])
+            })?;
+            // Pin `@latest` as models are pinned.
+            spec.environment = Some(serde_json::Value::String(format!("azureml:{}:{}", row.name, row.version)));
+            Some(registered_environments::valid(&row).map_err(ApiError::BadRequest)?)
+        }
+        Some(EnvironmentChoice::Inline(e)) => Some(e.clone()),
+        None => None,
+    };
+    let container = environment.as_ref().is_some_and(|e| e.container.is_some());
+    if model.model_type == "custom_model" && valid.code.is_none() && !container {
         return Err(ApiError::validation(vec![FieldError {
             field: "code_configuration".into(),
             message: format!(
-                "model {}:{} is a custom_model: give a scoring script (code_configuration), or register the model as triton_model or mlflow_model (ONNX flavor) to serve it natively",
+                "model {}:{} is a custom_model: give a scoring script (code_configuration), a custom container (environment.inference_config), or register the model as triton_model or mlflow_model to serve it without code",
                 model.name, model.version
             ),
         }]));

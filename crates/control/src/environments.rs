@@ -3,6 +3,7 @@
 //! the same packages. The build log is `<data-dir>/envs/<hash>/build.log`.
 
 use sha2::{Digest, Sha256};
+use sluice_api::environment::EnvironmentBuild;
 use sluice_domain::PipPlan;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -56,9 +57,49 @@ impl EnvironmentBuilder {
                 std::fs::write(dir.join(".complete"), b"").map_err(|e| e.to_string())?;
                 Ok(python)
             }
-            Ok(Err(e)) => Err(format!("environment {key} failed to build: {e}\n{}", tail(&log, 20))),
-            Err(_) => Err(format!("environment {key} did not build within {} minutes", BUILD_TIMEOUT.as_secs() / 60)),
+            Ok(Err(e)) => {
+                let _ = std::fs::write(dir.join(".failed"), &e);
+                Err(format!("environment {key} failed to build: {e}\n{}", tail(&log, 20)))
+            }
+            Err(_) => {
+                let message = format!("did not build within {} minutes", BUILD_TIMEOUT.as_secs() / 60);
+                let _ = std::fs::write(dir.join(".failed"), &message);
+                Err(format!("environment {key} {message}"))
+            }
         }
+    }
+
+    /// Where the build of `plan` is, with the end of its log.
+    pub fn status(&self, plan: &PipPlan) -> EnvironmentBuild {
+        let key = Self::key(plan);
+        let dir = self.root.join(&key);
+        let running = self.locks.lock().expect("environment locks").get(&key).is_some_and(|l| l.try_lock().is_err());
+        let state = if dir.join(".complete").exists() {
+            "Succeeded"
+        } else if running {
+            "Running"
+        } else if dir.join(".failed").exists() {
+            "Failed"
+        } else {
+            "NotStarted"
+        };
+        let log = dir.join("build.log");
+        EnvironmentBuild {
+            state: state.to_owned(),
+            key: Some(key),
+            requirements: plan.requirements.clone(),
+            log_tail: log.exists().then(|| tail(&log, 40)),
+        }
+    }
+
+    /// Starts building `plan` in the background (a no-op when it is built or building).
+    pub fn spawn_build(&self, plan: PipPlan) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = this.ensure(&plan).await {
+                tracing::warn!(error = %e, "environment build failed");
+            }
+        });
     }
 
     async fn build(&self, plan: &PipPlan, dir: &Path, log: &Path) -> Result<(), String> {

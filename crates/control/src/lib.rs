@@ -14,6 +14,7 @@ mod error;
 mod models;
 mod openapi;
 mod reconciler;
+mod registered_environments;
 mod replica_plan;
 mod rollout_driver;
 mod rollouts;
@@ -57,6 +58,7 @@ pub struct Control {
 pub fn router(control: Arc<Control>) -> Router {
     let protected = Router::new()
         .merge(models::routes())
+        .merge(registered_environments::routes())
         .merge(artifacts::routes())
         .merge(endpoints::routes())
         .merge(deployments::routes())

@@ -12,12 +12,12 @@ use sluice_api::deployment::OnlineDeploymentSpec;
 use sluice_api::endpoint::OnlineEndpointSpec;
 use sluice_api::validate;
 use sluice_backend::LocalBackend;
-use sluice_domain::ProvisioningState;
+use sluice_domain::{EnvironmentChoice, ProvisioningState, ValidDeployment, ValidEnvironment};
 use sluice_gateway::auth::key_hash;
 use sluice_gateway::{DeploymentRoute, EndpointRoute, RoutingTable};
 use sluice_store::{DeploymentRow, Store};
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Notify, watch};
@@ -84,6 +84,11 @@ impl Reconciler {
     }
 
     /// Asks for a pass as soon as possible.
+    /// The environment builder deployments and registered environments share.
+    pub fn environments(&self) -> &crate::environments::EnvironmentBuilder {
+        &self.inner.environments
+    }
+
     pub fn wake(&self) {
         self.inner.wake.notify_one();
     }
@@ -176,49 +181,86 @@ impl Reconciler {
             .artifacts
             .path_of(&model.artifact, &model.path)
             .ok_or("model artifact reference is malformed")?;
-        let spec = match &valid.code {
-            Some(code) => {
-                let python = match &valid.environment {
-                    Some(plan) => {
-                        let key = (row.workspace.as_str(), row.endpoint.as_str(), row.name.as_str());
-                        let building = "building the environment (pip install of its conda file)";
-                        let _ = self
-                            .inner
-                            .store
-                            .set_deployment_state(
-                                key,
-                                row.generation,
-                                &row.provisioning_state,
-                                Some(building),
-                                &clock::now_rfc3339(),
-                            )
-                            .await;
-                        self.inner.environments.ensure(plan).await?
-                    }
-                    None => self.inner.launch.python.clone(),
+        let environment = self.environment_of(row, &valid).await?;
+        let launch = &self.inner.launch;
+        let spec = match (environment.as_ref().and_then(|e| e.container.as_ref()), &valid.code) {
+            (Some(container), code) => {
+                let cwd = match code {
+                    Some(code) => self.code_dir(&code.code)?,
+                    None => dir.clone(),
                 };
-                let top = self.inner.artifacts.top_level(&code.code).ok_or("the code folder's upload is missing")?;
-                let code_dir =
-                    self.inner.artifacts.path_of(&code.code, &top).ok_or("code artifact reference is malformed")?;
-                replica_set(
-                    &self.inner.launch,
-                    row,
-                    &valid,
-                    Serving::Script { code_dir, scoring_script: &code.scoring_script, model_dir: dir, python },
-                )
+                replica_set(launch, row, &valid, Serving::Command { container, cwd, model_dir: dir })
             }
-            None => {
-                let format = match model.model_type.as_str() {
-                    "triton_model" => "triton",
-                    "mlflow_model" => "mlflow",
-                    other => return Err(format!("model type {other} cannot be served natively")),
-                };
-                replica_set(&self.inner.launch, row, &valid, Serving::Native { format, model_dir: dir })
+            (None, Some(code)) => {
+                let python = self.python_for(row, environment.as_ref().and_then(|e| e.pip.as_ref())).await?;
+                let code_dir = self.code_dir(&code.code)?;
+                let scoring_script = &code.scoring_script;
+                replica_set(launch, row, &valid, Serving::Script { code_dir, scoring_script, model_dir: dir, python })
             }
+            (None, None) => match model.model_type.as_str() {
+                "triton_model" => {
+                    replica_set(launch, row, &valid, Serving::Native { format: "triton", model_dir: dir })
+                }
+                "mlflow_model" if mlflow_flavors(&dir)?.iter().any(|f| f == "onnx") => {
+                    replica_set(launch, row, &valid, Serving::Native { format: "mlflow", model_dir: dir })
+                }
+                "mlflow_model" => {
+                    // As Azure ML does for MLflow models without code: the model's own conda
+                    // file is the environment unless the deployment gives one.
+                    let plan = match environment.and_then(|e| e.pip) {
+                        Some(plan) => Some(plan),
+                        None => model_conda_plan(&dir)?,
+                    };
+                    let python = self.python_for(row, plan.as_ref()).await?;
+                    replica_set(launch, row, &valid, Serving::MlflowScript { model_dir: dir, python })
+                }
+                other => return Err(format!("model type {other} needs a scoring script or a custom container")),
+            },
         };
         let id = spec.id.clone();
         self.inner.backend.apply(spec).await.map_err(|e| e.to_string())?;
         self.inner.backend.wait_ready(&id, self.inner.launch.ready_timeout).await.map_err(|e| e.to_string())
+    }
+
+    /// The deployment's environment: inline, or the registered version its spec names.
+    async fn environment_of(
+        &self,
+        row: &DeploymentRow,
+        valid: &ValidDeployment,
+    ) -> Result<Option<ValidEnvironment>, String> {
+        match &valid.environment {
+            None => Ok(None),
+            Some(EnvironmentChoice::Inline(e)) => Ok(Some(e.clone())),
+            Some(EnvironmentChoice::Registered { name, version }) => {
+                let version = version.as_deref().ok_or("the environment reference was not pinned to a version")?;
+                let env = self
+                    .inner
+                    .store
+                    .get_environment(&row.workspace, name, version)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .ok_or_else(|| format!("environment {name}:{version} no longer exists"))?;
+                crate::registered_environments::valid(&env).map(Some)
+            }
+        }
+    }
+
+    /// The Python to run workers with: the environment's, built first if needed, or the default.
+    async fn python_for(&self, row: &DeploymentRow, plan: Option<&sluice_domain::PipPlan>) -> Result<PathBuf, String> {
+        let Some(plan) = plan else { return Ok(self.inner.launch.python.clone()) };
+        let key = (row.workspace.as_str(), row.endpoint.as_str(), row.name.as_str());
+        let building = "building the environment (pip install of its conda file)";
+        let _ = self
+            .inner
+            .store
+            .set_deployment_state(key, row.generation, &row.provisioning_state, Some(building), &clock::now_rfc3339())
+            .await;
+        self.inner.environments.ensure(plan).await
+    }
+
+    fn code_dir(&self, code: &str) -> Result<PathBuf, String> {
+        let top = self.inner.artifacts.top_level(code).ok_or("the code folder's upload is missing")?;
+        Ok(self.inner.artifacts.path_of(code, &top).ok_or("code artifact reference is malformed")?)
     }
 
     async fn teardown(&self, row: &DeploymentRow) {
@@ -297,4 +339,26 @@ impl Reconciler {
         }
         Ok(RoutingTable { endpoints })
     }
+}
+
+/// The flavors an MLflow model folder's `MLmodel` file lists.
+fn mlflow_flavors(dir: &Path) -> Result<Vec<String>, String> {
+    let file = dir.join("MLmodel");
+    let text =
+        std::fs::read_to_string(&file).map_err(|e| format!("the MLflow model has no readable MLmodel file: {e}"))?;
+    let doc: serde_yaml::Value = serde_yaml::from_str(&text).map_err(|e| format!("MLmodel is not valid YAML: {e}"))?;
+    let flavors = doc.get("flavors").and_then(|f| f.as_mapping()).ok_or("MLmodel lists no flavors")?;
+    Ok(flavors.keys().filter_map(|k| k.as_str().map(str::to_owned)).collect())
+}
+
+/// The packages an MLflow model folder's `conda.yaml` asks for, if it has one.
+fn model_conda_plan(dir: &Path) -> Result<Option<sluice_domain::PipPlan>, String> {
+    let file = dir.join("conda.yaml");
+    let Ok(text) = std::fs::read_to_string(&file) else { return Ok(None) };
+    let doc: serde_json::Value =
+        serde_yaml::from_str(&text).map_err(|e| format!("the model's conda.yaml is not valid YAML: {e}"))?;
+    sluice_api::environment::conda_plan(&doc).map(Some).map_err(|errs| {
+        let what: Vec<String> = errs.into_iter().map(|(f, m)| format!("{f}: {m}")).collect();
+        format!("the model's conda.yaml: {}", what.join("; "))
+    })
 }

@@ -4,7 +4,7 @@
 use crate::ReplicaLaunch;
 use crate::deployments::replica_set_id;
 use sluice_backend::{ReplicaCommand, ReplicaSetSpec, ResourceRequest};
-use sluice_domain::ValidDeployment;
+use sluice_domain::{ContainerCommand, ValidDeployment};
 use sluice_store::DeploymentRow;
 use std::path::{Path, PathBuf};
 
@@ -14,6 +14,10 @@ pub enum Serving<'a> {
     Native { format: &'a str, model_dir: PathBuf },
     /// The user's scoring script in Python workers.
     Script { code_dir: PathBuf, scoring_script: &'a str, model_dir: PathBuf, python: PathBuf },
+    /// An MLflow model without code: the generated MLflow scoring script in Python workers.
+    MlflowScript { model_dir: PathBuf, python: PathBuf },
+    /// A custom container's command, proxied to (`inference_config`).
+    Command { container: &'a ContainerCommand, cwd: PathBuf, model_dir: PathBuf },
 }
 
 fn arg(p: &Path) -> String {
@@ -48,24 +52,46 @@ pub fn replica_set(
             (args, model_dir)
         }
         Serving::Script { code_dir, scoring_script, model_dir, python } => {
-            // WORKER_COUNT from environment_variables wins (the replica reads it); otherwise one
-            // worker per core the instance type asks for.
-            if !env.contains_key("WORKER_COUNT") {
-                env.insert("WORKER_COUNT".into(), cores.min(64).to_string());
-            }
-            let args = vec![
+            let mut args = vec![
                 "replica-python".into(),
                 "--code-dir".into(),
                 arg(&code_dir),
                 "--scoring-script".into(),
                 scoring_script.to_owned(),
-                "--python".into(),
-                arg(&python),
+            ];
+            args.extend(python_args(launch, valid, cores, &python, &mut env));
+            (args, model_dir)
+        }
+        Serving::MlflowScript { model_dir, python } => {
+            let mut args = vec!["replica-python".into(), "--mlflow-model".into(), arg(&model_dir)];
+            args.extend(python_args(launch, valid, cores, &python, &mut env));
+            (args, model_dir)
+        }
+        Serving::Command { container, cwd, model_dir } => {
+            let mut args = vec![
+                "replica-command".into(),
+                "--port".into(),
+                container.scoring.port.to_string(),
+                "--scoring-path".into(),
+                container.scoring.path.clone(),
+                "--readiness-port".into(),
+                container.readiness.port.to_string(),
+                "--readiness-path".into(),
+                container.readiness.path.clone(),
+                "--liveness-port".into(),
+                container.liveness.port.to_string(),
+                "--liveness-path".into(),
+                container.liveness.path.clone(),
+                "--cwd".into(),
+                arg(&cwd),
                 "--request-timeout-ms".into(),
                 valid.request_timeout_ms.to_string(),
-                "--work-dir".into(),
-                arg(&launch.work_dir.join("run")),
+                // Fail with the replica's own message before the backend gives up waiting.
+                "--startup-timeout-s".into(),
+                launch.ready_timeout.as_secs().saturating_sub(10).max(5).to_string(),
+                "--".into(),
             ];
+            args.extend(container.command.iter().cloned());
             (args, model_dir)
         }
     };
@@ -80,4 +106,26 @@ pub fn replica_set(
         command: ReplicaCommand { program: launch.program.clone(), args, env, cwd: launch.work_dir.clone() },
         resources: ResourceRequest { cpu_millis: res.cpu_millis, memory_bytes: res.memory_bytes, gpus: res.gpus },
     }
+}
+
+/// The flags every Python replica takes; `WORKER_COUNT` from `environment_variables` wins (the
+/// replica reads it), otherwise one worker per core the instance type asks for.
+fn python_args(
+    launch: &ReplicaLaunch,
+    valid: &ValidDeployment,
+    cores: u32,
+    python: &Path,
+    env: &mut std::collections::BTreeMap<String, String>,
+) -> Vec<String> {
+    if !env.contains_key("WORKER_COUNT") {
+        env.insert("WORKER_COUNT".into(), cores.min(64).to_string());
+    }
+    vec![
+        "--python".into(),
+        arg(python),
+        "--request-timeout-ms".into(),
+        valid.request_timeout_ms.to_string(),
+        "--work-dir".into(),
+        arg(&launch.work_dir.join("run")),
+    ]
 }

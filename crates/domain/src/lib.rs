@@ -15,7 +15,9 @@ pub use environment::{CondaDependency, PipPlan, pip_plan};
 pub use instance_type::{InstanceType, Resources};
 pub use names::{ModelName, ModelVersion, ResourceName};
 pub use references::ModelRef;
-pub use resources::{CodeRef, ValidDeployment, ValidEndpoint};
+pub use resources::{
+    CodeRef, ContainerCommand, EnvironmentChoice, Route, ValidDeployment, ValidEndpoint, ValidEnvironment,
+};
 pub use traffic::{Traffic, shift_to};
 
 /// A value broke a rule; the message says what is expected.

@@ -25,10 +25,11 @@ pub struct ValidDeployment {
     pub max_concurrent_requests_per_instance: u32,
     pub max_queue_wait_ms: u64,
     pub environment_variables: BTreeMap<String, String>,
-    /// A scoring script to run (in Python workers) instead of serving the model natively.
+    /// A scoring script to run (in Python workers) instead of serving the model natively; with
+    /// a custom container, only its folder is used (the command's working directory).
     pub code: Option<CodeRef>,
-    /// The Python packages the scoring script needs, from the environment's conda file.
-    pub environment: Option<crate::PipPlan>,
+    /// The environment: Python packages for the scoring script, or a custom container.
+    pub environment: Option<EnvironmentChoice>,
 }
 
 /// `code_configuration`: the uploaded code folder and the script in it.
@@ -38,4 +39,43 @@ pub struct CodeRef {
     pub code: String,
     /// Relative to the code folder, without `..`.
     pub scoring_script: String,
+}
+
+/// A deployment's `environment`: written inline, or a registered one (`azureml:NAME:VERSION`).
+#[derive(Debug, Clone)]
+pub enum EnvironmentChoice {
+    Inline(ValidEnvironment),
+    /// `version` is `None` for `@latest`, which the control plane pins when the spec is stored.
+    Registered {
+        name: String,
+        version: Option<String>,
+    },
+}
+
+/// An environment whose fields passed every rule.
+#[derive(Debug, Clone, Default)]
+pub struct ValidEnvironment {
+    /// The Python packages to install, from the conda file.
+    pub pip: Option<crate::PipPlan>,
+    /// A custom container (`inference_config`), run as a command on the local backend.
+    pub container: Option<ContainerCommand>,
+    /// Kept for container backends; the local backend does not pull images.
+    pub image: Option<String>,
+}
+
+/// `inference_config` plus the command that starts the server (a Sluice field: on the local
+/// backend there is no image to take the entry point from).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerCommand {
+    pub command: Vec<String>,
+    pub liveness: Route,
+    pub readiness: Route,
+    pub scoring: Route,
+}
+
+/// One `{port, path}` route of `inference_config`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub port: u16,
+    pub path: String,
 }

@@ -1,6 +1,7 @@
 //! The replica side of Sluice: loads ONNX models (Triton repository or MLflow layout) and serves them over the
 //! KServe v2 REST protocol and the Azure ML MLflow `/score` contract.
 
+pub mod command;
 pub mod datatype;
 pub mod error;
 pub mod http;
@@ -18,6 +19,7 @@ pub mod replica;
 pub mod tensor;
 pub mod triton;
 
+pub use command::{CommandReplicaArgs, CommandReplicaError, command_replica_main, run_command_replica};
 pub use error::{ErrorCode, InferError, RuntimeError};
 pub use http::{AppState, ServerConfig, router, serve};
 pub use model::{LoadOptions, LoadedModel, ModelFormat, ModelInfo, ModelSet, TensorSpec, load_models};

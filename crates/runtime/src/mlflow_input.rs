@@ -278,7 +278,7 @@ fn locate_bad_cell(datatype: DataType, value: &Value, names: &[&str]) -> Option<
 }
 
 /// The outputs to return: those named in the signature's outputs when they match the graph, else all.
-fn served_outputs(info: &ModelInfo) -> Vec<String> {
+pub(crate) fn served_outputs(info: &ModelInfo) -> Vec<String> {
     let named = info
         .mlflow
         .as_ref()

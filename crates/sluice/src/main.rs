@@ -26,6 +26,10 @@ enum Command {
     /// Run one scoring-script replica (started by the server; not for direct use).
     #[command(hide = true, name = "replica-python")]
     ReplicaPython(sluice_runtime::PythonReplicaArgs),
+    /// Run one custom-container replica: a command's own HTTP server behind the replica
+    /// (started by the server; not for direct use).
+    #[command(hide = true, name = "replica-command")]
+    ReplicaCustom(sluice_runtime::CommandReplicaArgs),
     /// Run one deployment locally in the foreground (no server, no auth), restarting on changes.
     Serve(serve::ServeArgs),
     /// Print the management API's OpenAPI document.
@@ -40,10 +44,21 @@ fn main() -> ExitCode {
         Command::Server(args) => server::main(args, cli.global.data_dir),
         Command::Replica(args) => sluice_runtime::replica_main(args),
         Command::ReplicaPython(args) => sluice_runtime::python_replica_main(args),
+        Command::ReplicaCustom(args) => sluice_runtime::command_replica_main(args),
         Command::Serve(args) => serve::main(args),
         Command::Openapi => {
             println!("{}", sluice_control::openapi_json());
             ExitCode::SUCCESS
+        }
+        Command::Client(sluice_cli::Command::OnlineDeployment(sluice_cli::DeploymentCommand::Create(args)))
+            if args.local =>
+        {
+            serve::main(serve::ServeArgs {
+                file: args.file,
+                port: args.local_port.unwrap_or(serve::DEFAULT_PORT),
+                python: std::env::var_os("SLUICE_PYTHON").map_or_else(|| "python3".into(), Into::into),
+                no_reload: false,
+            })
         }
         Command::Client(c) => {
             let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {

@@ -5,10 +5,14 @@
 
 use sluice_api::ModelTypeWire;
 use sluice_api::deployment::{ModelField, OnlineDeploymentSpec};
+use sluice_domain::{EnvironmentChoice, ValidEnvironment};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, SystemTime};
+
+/// The port a local run listens on, as Azure's local endpoints and azmlinfsrv use.
+pub const DEFAULT_PORT: u16 = 5001;
 
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
@@ -16,7 +20,7 @@ pub struct ServeArgs {
     #[arg(short, long)]
     pub file: PathBuf,
     /// Local port (0 picks a free one).
-    #[arg(long, default_value_t = 5001)]
+    #[arg(long, default_value_t = DEFAULT_PORT)]
     pub port: u16,
     /// Python for scoring scripts without a conda file.
     #[arg(long, env = "SLUICE_PYTHON", default_value = "python3")]
@@ -155,6 +159,28 @@ fn plan(args: &ServeArgs) -> Result<Plan, String> {
         ];
         return Ok(Plan { args, env, watch: vec![code_dir, model_path] });
     }
+    let onnx_flavor = || {
+        let text = std::fs::read_to_string(model_path.join("MLmodel")).unwrap_or_default();
+        serde_yaml::from_str::<serde_yaml::Value>(&text)
+            .ok()
+            .and_then(|d| d.get("flavors").map(|f| f.get("onnx").is_some()))
+            .unwrap_or(true)
+    };
+    if model.model_type == Some(ModelTypeWire::MlflowModel) && !onnx_flavor() {
+        let python = environment_python(&spec, &dir, &args.python)?;
+        let args = vec![
+            "replica-python".into(),
+            "--mlflow-model".into(),
+            model_path.display().to_string(),
+            "--python".into(),
+            python.display().to_string(),
+            "--request-timeout-ms".into(),
+            spec.request_settings.request_timeout_ms.to_string(),
+            "--listen".into(),
+            listen,
+        ];
+        return Ok(Plan { args, env, watch: vec![model_path] });
+    }
     let format = match model.model_type {
         Some(ModelTypeWire::TritonModel) => "triton",
         Some(ModelTypeWire::MlflowModel) => "mlflow",
@@ -188,7 +214,9 @@ fn environment_python(spec: &OnlineDeploymentSpec, dir: &Path, fallback: &Path) 
     with_content.model = Some(ModelField::Reference("azureml:local:1".into()));
     let valid = sluice_api::validate::deployment(&with_content)
         .map_err(|errs| errs.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))?;
-    let Some(plan) = valid.environment else { return Ok(fallback.to_owned()) };
+    let Some(EnvironmentChoice::Inline(ValidEnvironment { pip: Some(plan), .. })) = valid.environment else {
+        return Ok(fallback.to_owned());
+    };
     let cache = std::env::var_os("SLUICE_CACHE")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/sluice")))

@@ -5,11 +5,13 @@
 
 mod deployments;
 mod endpoints;
+mod environments;
 mod models;
 mod rollouts;
 
 pub use deployments::DeploymentRow;
 pub use endpoints::EndpointRow;
+pub use environments::EnvironmentRow;
 pub use models::ModelRow;
 pub use rollouts::RolloutRow;
 

@@ -1,11 +1,13 @@
 //! The replica's HTTP server: shared state, the router, body limits and graceful shutdown.
 //!
 //! Routes live by protocol: `v2` (KServe v2 / Open Inference Protocol), `score` (Azure ML and MLflow), with the
-//! binary tensor extension in `binary` and every error body built in `errors`.
+//! binary tensor extension in `binary`, the OpenAPI document of both in `swagger`, and every error body built in
+//! `errors`.
 
 mod binary;
 mod errors;
 mod score;
+pub mod swagger;
 mod v2;
 mod v2_wire;
 
@@ -72,6 +74,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v2/models/{model}/infer", post(v2::infer))
         .route("/v2/models/{model}/versions/{version}/infer", post(v2::infer_versioned))
         .route("/score", post(score::score))
+        .route("/swagger.json", get(swagger::swagger))
         .route("/invocations", post(score::invocations))
         .fallback(errors::not_found)
         // The limit applies while the body is read, so a huge upload is cut off early.

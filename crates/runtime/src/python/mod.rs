@@ -15,7 +15,7 @@ use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use protocol::RequestHead;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,11 +28,15 @@ const EXIT_LOAD_FAILED: u8 = 3;
 #[derive(clap::Args, Debug, Clone)]
 pub struct PythonReplicaArgs {
     /// The deployment's code folder (`code_configuration.code`).
-    #[arg(long, value_name = "DIR")]
-    pub code_dir: PathBuf,
+    #[arg(long, value_name = "DIR", required_unless_present = "mlflow_model", requires = "scoring_script")]
+    pub code_dir: Option<PathBuf>,
     /// The scoring script, relative to the code folder.
-    #[arg(long, value_name = "FILE")]
-    pub scoring_script: PathBuf,
+    #[arg(long, value_name = "FILE", requires = "code_dir")]
+    pub scoring_script: Option<PathBuf>,
+    /// An MLflow model folder (with `MLmodel`) to serve without code, through the generated
+    /// scoring script `sluice_worker/mlflow_score.py`.
+    #[arg(long, value_name = "DIR", conflicts_with = "code_dir")]
+    pub mlflow_model: Option<PathBuf>,
     /// The model's folder, exported as AZUREML_MODEL_DIR.
     #[arg(long, value_name = "DIR")]
     pub model_dir: Option<PathBuf>,
@@ -90,24 +94,42 @@ async fn run(args: PythonReplicaArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let entry_script = args.code_dir.join(&args.scoring_script);
+    let (entry_script, app_root, extra_env) = match (&args.mlflow_model, &args.code_dir, &args.scoring_script) {
+        (Some(model), _, _) => match mlflow_scorer(&package_dir, model) {
+            Ok(x) => x,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(EXIT_LOAD_FAILED);
+            }
+        },
+        (None, Some(code_dir), Some(script)) => {
+            let entry_script = code_dir.join(script);
+            let app_root = entry_script.parent().map(PathBuf::from).unwrap_or_else(|| code_dir.clone());
+            (entry_script, app_root, Vec::new())
+        }
+        _ => {
+            eprintln!("error: give --code-dir and --scoring-script, or --mlflow-model");
+            return ExitCode::from(2);
+        }
+    };
     if !entry_script.is_file() {
         eprintln!(
             "error: scoring script {} not found in the code folder {}",
-            args.scoring_script.display(),
-            args.code_dir.display()
+            entry_script.file_name().unwrap_or_default().to_string_lossy(),
+            app_root.display()
         );
         return ExitCode::from(EXIT_LOAD_FAILED);
     }
     let cfg = WorkerConfig {
         python: args.python.clone(),
         package_dir,
-        app_root: entry_script.parent().map(PathBuf::from).unwrap_or_else(|| args.code_dir.clone()),
+        app_root,
         entry_script,
         model_dir: args.model_dir.clone(),
         socket_dir: work.path().to_owned(),
         init_timeout: Duration::from_secs(args.init_timeout_s),
         request_timeout: Duration::from_millis(args.request_timeout_ms),
+        extra_env,
     };
     let pool = match WorkerPool::start(cfg, usize::from(args.workers), args.max_queued_requests).await {
         Ok(p) => p,
@@ -147,6 +169,24 @@ async fn run(args: PythonReplicaArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The scoring script to run, its app root, and more variables for its workers.
+type Entry = (PathBuf, PathBuf, Vec<(String, String)>);
+
+/// The generated scoring script for an MLflow model folder, and what it reads: the folder and its
+/// `MLmodel` as JSON (the environment may lack a YAML parser).
+fn mlflow_scorer(package_dir: &Path, model: &Path) -> Result<Entry, String> {
+    let file = model.join("MLmodel");
+    let text = std::fs::read_to_string(&file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let doc: serde_json::Value =
+        serde_yaml::from_str(&text).map_err(|e| format!("{} is not valid YAML: {e}", file.display()))?;
+    let script = package_dir.join("sluice_worker").join("mlflow_score.py");
+    let env = vec![
+        ("SLUICE_MLFLOW_MODEL_PATH".to_owned(), model.display().to_string()),
+        ("SLUICE_MLFLOW_MLMODEL".to_owned(), doc.to_string()),
+    ];
+    Ok((script, model.to_owned(), env))
 }
 
 struct Relay {

@@ -24,6 +24,8 @@ pub struct WorkerConfig {
     pub socket_dir: PathBuf,
     pub init_timeout: Duration,
     pub request_timeout: Duration,
+    /// More variables for the workers (the generated MLflow scorer reads its model from them).
+    pub extra_env: Vec<(String, String)>,
 }
 
 /// Why a request got no answer from user code.
@@ -69,6 +71,7 @@ async fn spawn(cfg: &WorkerConfig, index: usize) -> Result<Worker, String> {
         .env("PYTHONPATH", pythonpath)
         .env("AML_APP_ROOT", &cfg.app_root)
         .env("AZUREML_ENTRY_SCRIPT", &cfg.entry_script)
+        .envs(cfg.extra_env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

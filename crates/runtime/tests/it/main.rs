@@ -6,10 +6,12 @@
 //! - `v2_binary`: the binary tensor data extension.
 //! - `mlflow_score`: `/score` and `/invocations` on the MLflow example.
 //! - `loading`: model folders that cannot be served fail with actionable errors.
+//! - `swagger`: `/swagger.json` for each kind of model, checked by posting its examples.
 
 mod loading;
 mod mlflow_score;
 mod support;
+mod swagger;
 mod v2_binary;
 mod v2_errors;
 mod v2_infer;

@@ -2,9 +2,11 @@
 //! client, plain HTTP and the Python `tritonclient` package.
 
 mod auth;
+mod custom_container;
 mod durability;
 mod harness;
 mod load;
+mod mlflow;
 mod python;
 mod rollout;
 mod serve;

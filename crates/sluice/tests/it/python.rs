@@ -63,6 +63,95 @@ async fn the_azure_example_scores() {
 }
 
 #[tokio::test]
+async fn a_registered_environment_is_built_once_and_deployments_name_it() {
+    let (server, _tmp) = server();
+    let created: serde_json::Value = serde_json::from_str(&server.cli_ok(&[
+        "environment",
+        "create",
+        "--file",
+        "examples/sklearn-score/environment.yml",
+    ]))
+    .unwrap();
+    assert_eq!(created["id"], "azureml:sklearn-env:1", "{created}");
+    assert_eq!(created["spec"]["conda_file"]["dependencies"][2], "scikit-learn=1.8.0", "{created}");
+    // The build started on registration; `show` follows it to the end, with its log.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(900);
+    let shown = loop {
+        let shown: serde_json::Value = serde_json::from_str(&server.cli_ok(&[
+            "environment",
+            "show",
+            "--name",
+            "sklearn-env",
+            "--label",
+            "latest",
+        ]))
+        .unwrap();
+        let state = shown["build"]["state"].as_str().unwrap().to_owned();
+        assert!(["NotStarted", "Running", "Succeeded"].contains(&state.as_str()), "{shown}");
+        if state == "Succeeded" || std::time::Instant::now() > deadline {
+            break shown;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    };
+    assert_eq!(shown["build"]["state"], "Succeeded", "{shown}");
+    assert!(shown["build"]["log_tail"].as_str().unwrap().contains("joblib"), "{shown}");
+    let listed = server.cli_ok(&["environment", "list", "-o", "table"]);
+    assert!(listed.contains("sklearn-env") && listed.contains("Succeeded"), "{listed}");
+
+    // A deployment names it; `@latest` is pinned, and the environment is not built again.
+    server.cli_ok(&["online-endpoint", "create", "--file", "examples/sklearn-score/endpoint.yml"]);
+    server.cli_ok(&[
+        "online-deployment",
+        "create",
+        "--file",
+        "examples/sklearn-score/deployment.yml",
+        "--set",
+        "environment=azureml:sklearn-env@latest",
+        "--all-traffic",
+    ]);
+    let dep = server.client().get_deployment("sklearn-ep", "blue").await.unwrap();
+    assert_eq!(dep.spec.environment, Some(serde_json::json!("azureml:sklearn-env:1")));
+    let out = server.cli_ok(&[
+        "online-endpoint",
+        "invoke",
+        "--name",
+        "sklearn-ep",
+        "--request-file",
+        "examples/sklearn-score/request.json",
+    ]);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&out).unwrap(), serde_json::json!([0, 2]));
+    assert_eq!(std::fs::read_dir(server.data_dir.join("envs")).unwrap().count(), 1);
+
+    // Unknown references and bad files are refused with what to fix, and nothing is created.
+    let out = server.cli(&[
+        "online-deployment",
+        "create",
+        "--file",
+        "examples/sklearn-score/deployment.yml",
+        "--name",
+        "green",
+        "--set",
+        "environment=azureml:no-such-env:3",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("environment no-such-env:3 not found"), "{err}");
+    let out = server.cli(&[
+        "environment",
+        "create",
+        "--file",
+        "examples/sklearn-score/environment.yml",
+        "--set",
+        "command=serve",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("command: a command needs inference_config"), "{err}");
+    let out =
+        server.cli(&["environment", "create", "--file", "examples/sklearn-score/environment.yml", "--version", "1"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("already exists"), "{err}");
+}
+
+#[tokio::test]
 async fn an_environment_that_cannot_build_fails_the_deployment_with_the_installer_error() {
     let (server, tmp) = server();
     server.cli_ok(&["online-endpoint", "create", "--file", "examples/sklearn-score/endpoint.yml"]);

@@ -23,10 +23,10 @@ async fn a_local_deployment_scores_and_reloads_when_the_script_changes() {
     )
     .unwrap();
     let child = Command::new(BIN)
-        .args(["serve", "--port", "0", "--file"])
+        // Azure's spelling; `sluice serve --file` is the same command.
+        .args(["online-deployment", "create", "--local", "--local-port", "0", "--file"])
         .arg(&dep)
-        .arg("--python")
-        .arg(test_python())
+        .env("SLUICE_PYTHON", test_python())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .process_group(0)
