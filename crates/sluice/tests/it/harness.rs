@@ -212,3 +212,32 @@ pub fn pids_matching(server: &Server, marker: &str) -> Vec<u32> {
 pub fn replica_pids(server: &Server) -> Vec<u32> {
     pids_matching(server, " replica ")
 }
+
+/// Fetches `/swagger.json?version=V` of an endpoint with its key and checks the document with the
+/// `openapi-spec-validator` package; returns it.
+pub async fn valid_swagger(server: &Server, endpoint: &str, key: &str, version: &str) -> serde_json::Value {
+    let resp = http()
+        .get(format!("{}/endpoints/{endpoint}/swagger.json?version={version}", server.url))
+        .header("authorization", format!("Bearer {key}"))
+        .send()
+        .await
+        .expect("data plane reachable");
+    assert_eq!(resp.status().as_u16(), 200, "swagger.json?version={version}");
+    let doc: serde_json::Value = resp.json().await.expect("swagger JSON");
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), doc.to_string()).unwrap();
+    let out = Command::new(test_python())
+        .args([
+            "-c",
+            "import json, sys\nfrom openapi_spec_validator import validate\nvalidate(json.load(open(sys.argv[1])))",
+        ])
+        .arg(file.path())
+        .output()
+        .expect("run openapi-spec-validator");
+    assert!(
+        out.status.success(),
+        "{endpoint} swagger v{version} is not valid:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    doc
+}

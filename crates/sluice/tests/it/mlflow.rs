@@ -70,15 +70,8 @@ async fn a_scikit_learn_mlflow_model_deploys_without_code_and_checks_its_signatu
     assert!(body.to_string().contains("sepal_width"), "{body}");
 
     // Swagger from the signature.
-    let doc: serde_json::Value = reqwest::Client::new()
-        .get(format!("{}/endpoints/mlflow-ep/swagger.json?version=3", server.url))
-        .header("authorization", format!("Bearer {key}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = crate::harness::valid_swagger(&server, "mlflow-ep", &key, "3").await;
+    crate::harness::valid_swagger(&server, "mlflow-ep", &key, "2").await;
     assert!(doc.to_string().contains("petal_width"), "{doc}");
 
     // The environment came from the model's conda.yaml.

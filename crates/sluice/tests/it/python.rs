@@ -44,14 +44,8 @@ async fn the_azure_example_scores() {
     assert_eq!(got, serde_json::json!([0, 2]));
     // Swagger comes from the scoring script, through the endpoint, with the same key.
     let key = primary_key(&server, "sklearn-ep");
-    let swagger = reqwest::Client::new()
-        .get(format!("{}/endpoints/sklearn-ep/swagger.json?version=3", server.url))
-        .header("authorization", format!("Bearer {key}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(swagger.status().as_u16(), 200);
-    let doc: serde_json::Value = swagger.json().await.unwrap();
+    let doc = crate::harness::valid_swagger(&server, "sklearn-ep", &key, "3").await;
+    crate::harness::valid_swagger(&server, "sklearn-ep", &key, "2").await;
     assert!(doc["openapi"].as_str().unwrap_or("").starts_with("3."), "{doc}");
     assert!(doc["components"]["schemas"]["ServiceInput"].is_object(), "{doc}");
     // The conda file was built into its own environment, with a log of the build.

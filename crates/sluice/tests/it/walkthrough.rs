@@ -38,6 +38,12 @@ async fn iris_walkthrough_scores_like_onnxruntime() {
     .unwrap();
     assert_outputs_match(&invoked, &expected);
 
+    // The OpenAPI description comes from the model's inputs and outputs.
+    for version in ["2", "3"] {
+        let doc = crate::harness::valid_swagger(&server, "iris-ep", &key, version).await;
+        assert!(doc.to_string().contains("/v2/models/{model}/infer"), "{doc}");
+    }
+
     // The replica's log is reachable through the API.
     let logs = server.cli_ok(&["online-deployment", "get-logs", "--name", "blue", "--endpoint-name", "iris-ep"]);
     assert!(!logs.trim().is_empty(), "get-logs returned nothing");
