@@ -78,6 +78,15 @@ pub struct DeploymentTrafficStats {
     pub error_rate: f64,
     pub p50_ms: Option<f64>,
     pub p99_ms: Option<f64>,
+    /// Requests refused with 429 because the deployment was at its concurrency limit and its
+    /// queue was full (not counted in `requests`).
+    #[serde(default)]
+    pub refused: u64,
+    /// Requests being served now, and waiting for a slot.
+    #[serde(default)]
+    pub in_flight: u64,
+    #[serde(default)]
+    pub queued: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mirror: Option<MirrorStats>,
 }

@@ -56,7 +56,9 @@ pub fn to_wire(control: &Control, row: &EndpointRow) -> OnlineEndpoint {
 async fn with_stats(control: &Control, row: &EndpointRow) -> Result<OnlineEndpoint, ApiError> {
     let mut wire = to_wire(control, row);
     for d in control.store.list_deployments(Some((&row.workspace, &row.name))).await? {
-        let s = control.stats.snapshot(&crate::deployments::replica_set_id(&d.workspace, &d.endpoint, &d.name).0);
+        let id = crate::deployments::replica_set_id(&d.workspace, &d.endpoint, &d.name).0;
+        let s = control.stats.snapshot(&id);
+        let (in_flight, queued) = control.admissions.load(&id);
         let finite = |v: Option<f64>| v.filter(|x| x.is_finite());
         let mirror = (s.mirror.requests > 0 || s.mirror_shed > 0).then(|| MirrorStats {
             requests: s.mirror.requests,
@@ -73,6 +75,9 @@ async fn with_stats(control: &Control, row: &EndpointRow) -> Result<OnlineEndpoi
             error_rate: s.live.error_rate(),
             p50_ms: finite(s.live.quantile_ms(0.5)),
             p99_ms: finite(s.live.quantile_ms(0.99)),
+            refused: s.refused,
+            in_flight: in_flight as u64,
+            queued: queued as u64,
             mirror,
         };
         wire.deployment_stats.insert(d.name, stats);

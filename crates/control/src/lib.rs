@@ -47,6 +47,8 @@ pub struct Control {
     pub reconciler: Reconciler,
     /// What the gateway counted per deployment; `show` reports it and rollouts gate on it.
     pub stats: sluice_gateway::TrafficStats,
+    /// The gateway's admission gates: in-flight and queued requests per deployment.
+    pub admissions: sluice_gateway::admission::Admissions,
     /// Unique per server process: a rollout measured by another process re-takes its baseline.
     pub server_epoch: String,
     /// Lifetime of `aml_token`s, seconds.

@@ -311,10 +311,17 @@ impl Reconciler {
                 .into_iter()
                 .filter(|d| d.provisioning_state != deleting)
             {
-                let timeout = serde_json::from_str::<OnlineDeploymentSpec>(&d.spec_json)
-                    .map_or(5000, |s| s.request_settings.request_timeout_ms);
+                let settings = serde_json::from_str::<OnlineDeploymentSpec>(&d.spec_json)
+                    .map(|s| s.request_settings)
+                    .unwrap_or_default();
                 let replica_set = replica_set_id(&d.workspace, &d.endpoint, &d.name).0;
-                deployments.insert(d.name, DeploymentRoute { replica_set, request_timeout_ms: timeout });
+                let route = DeploymentRoute {
+                    replica_set,
+                    request_timeout_ms: settings.request_timeout_ms,
+                    max_concurrent_per_instance: settings.max_concurrent_requests_per_instance,
+                    max_queue_wait_ms: settings.max_queue_wait_ms,
+                };
+                deployments.insert(d.name, route);
             }
             let traffic = spec
                 .traffic

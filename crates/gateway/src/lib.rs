@@ -8,6 +8,7 @@
 //! sees a [`RoutingTable`] published by the control plane and the ready replica addresses
 //! published by the backend, both through `tokio::sync::watch`.
 
+pub mod admission;
 pub mod auth;
 mod mirror;
 mod proxy;

@@ -8,6 +8,7 @@
 //! 5. replica choice (round-robin over ready replicas), one retry elsewhere if nothing was sent;
 //! 6. statistics, then the mirrored copy, which runs after the live answer and never delays it.
 
+use crate::admission::{Admissions, Refusal};
 use crate::auth::{TokenSigner, constant_time_eq, key_hash};
 use crate::mirror::{MirrorCopy, MirrorLimits, dispatch};
 use crate::proxy::{Outgoing, ReplicaClient, SendError, client_response, send};
@@ -41,6 +42,7 @@ pub struct GatewayState {
     pub replicas: watch::Receiver<ReplicaAddrs>,
     pub tokens: TokenSigner,
     pub stats: TrafficStats,
+    pub admissions: Admissions,
     client: ReplicaClient,
     mirror_limits: MirrorLimits,
     next: Arc<AtomicUsize>,
@@ -52,12 +54,25 @@ impl GatewayState {
         replicas: watch::Receiver<ReplicaAddrs>,
         tokens: TokenSigner,
         stats: TrafficStats,
+        admissions: Admissions,
     ) -> Self {
+        // A replica that becomes ready opens slots to requests already waiting.
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let (mut replicas, routes, admissions) = (replicas.clone(), routes.clone(), admissions.clone());
+            rt.spawn(async move {
+                while replicas.changed().await.is_ok() {
+                    let ready = replicas.borrow_and_update().clone();
+                    let table = routes.borrow().clone();
+                    admissions.rebalance(|id| capacity(&table, &ready, id));
+                }
+            });
+        }
         Self {
             routes,
             replicas,
             tokens,
             stats,
+            admissions,
             client: crate::proxy::replica_client(),
             mirror_limits: MirrorLimits::default(),
             next: Arc::new(AtomicUsize::new(0)),
@@ -128,6 +143,21 @@ async fn route(state: &GatewayState, endpoint: &str, rest: &str, req: Request, r
         Some(q) => format!("/{rest}?{q}"),
         None => format!("/{rest}"),
     };
+    let ready = state.replicas.borrow().get(&dep.replica_set).map_or(0, Vec::len);
+    // With no ready replica, `forward` answers 503 at once; queueing could only time out.
+    let _permit = if ready > 0 {
+        let limit = ready * dep.max_concurrent_per_instance.max(1) as usize;
+        let gate = state.admissions.gate(&dep.replica_set);
+        match gate.acquire(limit, Duration::from_millis(dep.max_queue_wait_ms)).await {
+            Ok(p) => Some(p),
+            Err(refusal) => {
+                state.stats.record_refused(&dep.replica_set);
+                return with_deployment(too_many(dep, refusal), deployment);
+            }
+        }
+    } else {
+        None
+    };
     let out = Outgoing::new(parts.method, path_and_query, parts.headers, body, request_id);
     // Mirroring copies a share of unpinned requests only, as in Azure ML.
     let mirror = ep.mirror.as_ref().filter(|(_, pct)| pinned.is_none() && rand::random_range(0..100) < *pct);
@@ -140,6 +170,35 @@ async fn route(state: &GatewayState, endpoint: &str, rest: &str, req: Request, r
         None => response,
     };
     with_deployment(response, deployment)
+}
+
+/// 429 with `Retry-After`: the deployment is at its concurrency limit and its queue is full.
+fn too_many(dep: &DeploymentRoute, refusal: Refusal) -> Response {
+    let why = match refusal {
+        Refusal::Full => "its queue would make this request wait longer than",
+        Refusal::WaitedTooLong => "this request waited the whole",
+    };
+    let mut r = message(
+        StatusCode::TOO_MANY_REQUESTS,
+        format!(
+            "the deployment is at max_concurrent_requests_per_instance ({}) on every ready replica and {why} max_queue_wait_ms ({} ms); retry later",
+            dep.max_concurrent_per_instance, dep.max_queue_wait_ms
+        ),
+    );
+    let secs = dep.max_queue_wait_ms.div_ceil(1000).max(1);
+    r.headers_mut().insert("retry-after", HeaderValue::from(secs));
+    r
+}
+
+/// A deployment's concurrency limit now: ready replicas × per-instance concurrency.
+fn capacity(table: &RoutingTable, ready: &ReplicaAddrs, replica_set: &str) -> usize {
+    let per = table
+        .endpoints
+        .values()
+        .flat_map(|e| e.deployments.values())
+        .find(|d| d.replica_set == replica_set)
+        .map_or(1, |d| d.max_concurrent_per_instance.max(1) as usize);
+    ready.get(replica_set).map_or(0, Vec::len) * per
 }
 
 /// Picks the deployment: the pinned one, else one by weight; the error is a 404's message.

@@ -68,6 +68,8 @@ struct DeploymentStats {
     /// Mirrored copies whose output could be compared with the live output, and those that agreed.
     compared: AtomicU64,
     agreed: AtomicU64,
+    /// Live requests refused with 429 at admission (they never reached a replica).
+    refused: AtomicU64,
 }
 
 /// Statistics of every deployment, keyed by replica-set id.
@@ -99,6 +101,10 @@ impl TrafficStats {
         }
     }
 
+    pub fn record_refused(&self, key: &str) {
+        self.entry(key).refused.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn record_mirror_shed(&self, key: &str) {
         self.entry(key).mirror_shed.fetch_add(1, Ordering::Relaxed);
     }
@@ -112,6 +118,7 @@ impl TrafficStats {
             mirror_shed: s.mirror_shed.load(Ordering::Relaxed),
             compared: s.compared.load(Ordering::Relaxed),
             agreed: s.agreed.load(Ordering::Relaxed),
+            refused: s.refused.load(Ordering::Relaxed),
         }
     }
 
@@ -180,6 +187,9 @@ pub struct StatsSnapshot {
     pub mirror_shed: u64,
     pub compared: u64,
     pub agreed: u64,
+    /// Requests refused with 429 at admission (not counted in `live`).
+    #[serde(default)]
+    pub refused: u64,
 }
 
 impl StatsSnapshot {
@@ -190,6 +200,7 @@ impl StatsSnapshot {
             mirror_shed: self.mirror_shed.saturating_sub(earlier.mirror_shed),
             compared: self.compared.saturating_sub(earlier.compared),
             agreed: self.agreed.saturating_sub(earlier.agreed),
+            refused: self.refused.saturating_sub(earlier.refused),
         }
     }
 

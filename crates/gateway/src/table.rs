@@ -33,6 +33,10 @@ pub struct DeploymentRoute {
     /// The backend's replica-set id.
     pub replica_set: String,
     pub request_timeout_ms: u64,
+    /// Requests one ready replica takes at once; more wait in the gateway's queue.
+    pub max_concurrent_per_instance: u32,
+    /// The longest a request waits for a slot before it is refused with 429.
+    pub max_queue_wait_ms: u64,
 }
 
 impl EndpointRoute {

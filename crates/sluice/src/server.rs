@@ -99,6 +99,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", settings.addr))?;
     let local = listener.local_addr()?;
     let public_url = settings.public_url.clone().unwrap_or_else(|| format!("http://{local}"));
+    let admissions = sluice_gateway::admission::Admissions::default();
     let control = Arc::new(Control {
         store,
         artifacts,
@@ -110,13 +111,14 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         reconciler: reconciler.clone(),
         token_lifetime_s: settings.token_lifetime_s,
         stats: stats.clone(),
+        admissions: admissions.clone(),
         server_epoch: uuid::Uuid::new_v4().to_string(),
     });
     reconciler.publish_routes().await;
     tokio::spawn(reconciler.run());
     tokio::spawn(sluice_control::run_rollouts(control.clone()));
 
-    let gateway = GatewayState::new(routes, backend.endpoints(), tokens, stats);
+    let gateway = GatewayState::new(routes, backend.endpoints(), tokens, stats, admissions);
     let app = sluice_control::router(control)
         .merge(sluice_gateway::router(gateway))
         .route("/healthz", axum::routing::get(|| async { "ok" }));

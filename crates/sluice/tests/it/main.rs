@@ -7,6 +7,7 @@ mod durability;
 mod harness;
 mod load;
 mod mlflow;
+mod overload;
 mod python;
 mod rollout;
 mod serve;

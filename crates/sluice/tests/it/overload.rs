@@ -1,0 +1,88 @@
+//! Request settings with teeth: a deployment takes `max_concurrent_requests_per_instance`
+//! requests per ready replica; the rest wait at most `max_queue_wait_ms` in the gateway, and what
+//! cannot be served in time is refused at once with 429 and `Retry-After`, never left to time out.
+
+use crate::harness::{Server, primary_key, test_python};
+use std::time::{Duration, Instant};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_beyond_capacity_gets_429_at_once_and_accepted_requests_keep_their_deadline() {
+    let tmp = tempfile::tempdir().unwrap();
+    let python = test_python();
+    let server = Server::start_on(&tmp.path().join("data"), &["--python", python.to_str().unwrap()]);
+    std::fs::create_dir_all(tmp.path().join("code")).unwrap();
+    // 50 ms per request, one at a time: about 20 requests per second.
+    std::fs::write(
+        tmp.path().join("code/score.py"),
+        "import time\n\ndef init():\n    pass\n\ndef run(raw):\n    time.sleep(0.05)\n    return 'ok'\n",
+    )
+    .unwrap();
+    std::fs::write(tmp.path().join("ep.yml"), "name: busy-ep\nauth_mode: key\n").unwrap();
+    std::fs::write(
+        tmp.path().join("dep.yml"),
+        "name: blue\nendpoint_name: busy-ep\nmodel:\n  path: code\ncode_configuration:\n  code: code\n  scoring_script: score.py\n\
+         instance_type: cpu=1,memory=1Gi\nenvironment_variables:\n  WORKER_COUNT: 1\nrequest_settings:\n  request_timeout_ms: 2000\n  \
+         max_concurrent_requests_per_instance: 1\n  max_queue_wait_ms: 200\n",
+    )
+    .unwrap();
+    server.cli_ok(&["online-endpoint", "create", "--file", tmp.path().join("ep.yml").to_str().unwrap()]);
+    server.cli_ok(&[
+        "online-deployment",
+        "create",
+        "--file",
+        tmp.path().join("dep.yml").to_str().unwrap(),
+        "--all-traffic",
+    ]);
+    let key = primary_key(&server, "busy-ep");
+    let url = format!("{}/endpoints/busy-ep/score", server.url);
+
+    // 20 clients for 4 s: several times what one 50 ms slot serves.
+    let client = reqwest::Client::new();
+    let stop_at = Instant::now() + Duration::from_secs(4);
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let (client, url, key) = (client.clone(), url.clone(), key.clone());
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                while Instant::now() < stop_at {
+                    let started = Instant::now();
+                    let resp = client.post(&url).bearer_auth(&key).body("{}").send().await.unwrap();
+                    let status = resp.status().as_u16();
+                    let retry_after = resp.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+                    let body = resp.text().await.unwrap();
+                    seen.push((status, started.elapsed(), retry_after, body));
+                    if status == 429 {
+                        tokio::time::sleep(Duration::from_millis(25)).await;
+                    }
+                }
+                seen
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let ok: Vec<_> = all.iter().filter(|r| r.0 == 200).collect();
+    let refused: Vec<_> = all.iter().filter(|r| r.0 == 429).collect();
+    let other: Vec<_> = all.iter().filter(|r| r.0 != 200 && r.0 != 429).collect();
+    assert!(other.is_empty(), "only 200 and 429 expected: {:?}", &other[..other.len().min(3)]);
+    assert!(ok.len() >= 20, "the deployment kept serving: {} ok", ok.len());
+    assert!(!refused.is_empty(), "load beyond capacity was refused");
+    for r in &refused {
+        assert_eq!(r.2.as_deref(), Some("1"), "429 carries Retry-After");
+        assert!(r.3.contains("max_queue_wait_ms (200 ms)"), "{}", r.3);
+        // Refused at once or at the latest when the queue wait ran out (plus scheduling slack).
+        assert!(r.1 < Duration::from_millis(200 + 800), "a 429 took {:?}", r.1);
+    }
+    // An accepted request waited at most max_queue_wait_ms, then ran within request_timeout_ms.
+    let slowest = ok.iter().map(|r| r.1).max().unwrap();
+    assert!(slowest < Duration::from_millis(200 + 2000), "slowest accepted request took {slowest:?}");
+
+    // `show` counts the refusals apart from the requests that reached a replica.
+    let shown: serde_json::Value =
+        serde_json::from_str(&server.cli_ok(&["online-endpoint", "show", "--name", "busy-ep"])).unwrap();
+    let stats = &shown["deployment_stats"]["blue"];
+    assert_eq!(stats["refused"].as_u64(), Some(refused.len() as u64), "{shown}");
+    assert_eq!(stats["requests"].as_u64(), Some(ok.len() as u64), "{shown}");
+}
