@@ -121,6 +121,20 @@ pub fn deployment(spec: &OnlineDeploymentSpec) -> Result<ValidDeployment, Vec<Fi
             format!("{}: expected at most {} milliseconds", rs.max_queue_wait_ms, limits::MAX_REQUEST_TIMEOUT_MS),
         );
     }
+    for (field, probe) in [("liveness_probe", &spec.liveness_probe), ("readiness_probe", &spec.readiness_probe)] {
+        let Some(p) = probe else { continue };
+        for (name, value, min, max) in [
+            ("initial_delay", p.initial_delay, 0, 3600),
+            ("period", p.period, 1, 3600),
+            ("timeout", p.timeout, 1, 3600),
+            ("success_threshold", p.success_threshold, 1, 1000),
+            ("failure_threshold", p.failure_threshold, 1, 1000),
+        ] {
+            if !(min..=max).contains(&value) {
+                errors.push(&format!("{field}.{name}"), format!("{value}: expected {min} to {max}"));
+            }
+        }
+    }
     let environment = spec.environment.as_ref().and_then(|env| {
         let mut errs = Vec::new();
         let choice = crate::environment::choice(env, &mut errs);

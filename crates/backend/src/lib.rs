@@ -8,7 +8,9 @@
 //!
 //! The replica side of the contract is one line: once its model is loaded and it is
 //! listening, a replica prints `SLUICE_REPLICA_LISTENING <ip:port>` on stdout
-//! ([`READY_PREFIX`]). Everything else it prints goes to its log.
+//! ([`READY_PREFIX`]). Everything else it prints goes to its log. From then on, a set with
+//! [`Probes`] has each replica probed over HTTP: failing readiness takes it out of the routing
+//! view until it passes again, failing liveness restarts it.
 
 mod cgroup;
 mod error;
@@ -27,8 +29,8 @@ pub use error::BackendError;
 pub use host::HostProfile;
 pub use local::{DEFAULT_INHERITED_ENV, EndpointMap, LocalBackend, LocalBackendConfig, MAX_LOG_LINES, READY_PREFIX};
 pub use spec::{
-    MAX_ID_LEN, MAX_INSTANCE_COUNT, ReplicaCommand, ReplicaPhase, ReplicaSetId, ReplicaSetSpec, ReplicaSetStatus,
-    ReplicaStatus, ResourceRequest,
+    MAX_ID_LEN, MAX_INSTANCE_COUNT, MAX_PROBE_PATH_LEN, ProbeConfig, Probes, ReplicaCommand, ReplicaPhase,
+    ReplicaSetId, ReplicaSetSpec, ReplicaSetStatus, ReplicaStatus, ResourceRequest,
 };
 
 /// A boxed, sendable future, so that [`ReplicaBackend`] can be used as `dyn`.

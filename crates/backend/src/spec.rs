@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::error::BackendError;
 
@@ -70,10 +71,82 @@ pub struct ResourceRequest {
     pub gpus: u32,
 }
 
+/// The longest probe path accepted.
+pub const MAX_PROBE_PATH_LEN: usize = 2048;
+
+/// One HTTP probe of a ready replica: `GET http://<addr><path>`, first `initial_delay` after
+/// the replica reported ready, then every `period`. A probe fails when it cannot connect, does
+/// not answer within `timeout`, or answers a status outside 2xx.
+///
+/// [`Default`] is Azure ML's `ProbeSettings` default (`initial_delay: 10, period: 10,
+/// timeout: 2, success_threshold: 1, failure_threshold: 30`, in seconds) on path `/`, which
+/// every Sluice replica answers with 200 while it is healthy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeConfig {
+    /// Absolute path, with an optional query: `/`, `/health?deep=1`.
+    pub path: String,
+    /// From the readiness line to the first probe.
+    pub initial_delay: Duration,
+    /// From one probe's start to the next one's (a probe slower than this delays the next).
+    pub period: Duration,
+    /// How long one probe may take, connecting included.
+    pub timeout: Duration,
+    /// Consecutive successes that put a replica that failed readiness back into rotation.
+    /// Liveness ignores it: one success clears its failures (Azure fixes it at 1 there).
+    pub success_threshold: u32,
+    /// Consecutive failures that take the replica out of rotation (readiness) or restart it
+    /// (liveness).
+    pub failure_threshold: u32,
+}
+
+impl Default for ProbeConfig {
+    fn default() -> Self {
+        Self {
+            path: "/".to_owned(),
+            initial_delay: Duration::from_secs(10),
+            period: Duration::from_secs(10),
+            timeout: Duration::from_secs(2),
+            success_threshold: 1,
+            failure_threshold: 30,
+        }
+    }
+}
+
+impl ProbeConfig {
+    fn validate(&self, which: &str) -> Result<(), BackendError> {
+        let invalid = |why: String| Err(BackendError::InvalidSpec(format!("{which} probe: {why}")));
+        let path = &self.path;
+        if !path.starts_with('/') || path.len() > MAX_PROBE_PATH_LEN {
+            return invalid(format!("path {path:?} must start with `/` and be at most {MAX_PROBE_PATH_LEN} bytes"));
+        }
+        if !path.chars().all(|c| c.is_ascii_graphic()) {
+            return invalid(format!("path {path:?} may hold only visible ASCII characters (percent-encode the rest)"));
+        }
+        if self.period.is_zero() || self.timeout.is_zero() {
+            return invalid("period and timeout must be above zero".into());
+        }
+        if self.success_threshold == 0 || self.failure_threshold == 0 {
+            return invalid("success_threshold and failure_threshold must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// The probes every replica of a set gets once it reported ready.
+///
+/// Failing `readiness` takes a replica out of rotation (phase [`ReplicaPhase::NotReady`]) until
+/// it passes again; failing `liveness` kills it (SIGKILL to its process group) and restarts it
+/// with the usual back-off. Each replica's status message and log say which and why.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Probes {
+    pub liveness: ProbeConfig,
+    pub readiness: ProbeConfig,
+}
+
 /// The desired state of one replica set.
 ///
-/// `generation` names the template (command and resources): a new template must come with a
-/// new generation, which triggers a rolling replacement. Within one generation only
+/// `generation` names the template (command, resources and probes): a new template must come
+/// with a new generation, which triggers a rolling replacement. Within one generation only
 /// `instance_count` is looked at (scaling in place).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplicaSetSpec {
@@ -82,6 +155,9 @@ pub struct ReplicaSetSpec {
     pub instance_count: u32,
     pub command: ReplicaCommand,
     pub resources: ResourceRequest,
+    /// Liveness and readiness probes; `None` (the default): a replica is trusted from its
+    /// readiness line until it exits.
+    pub probes: Option<Probes>,
 }
 
 impl ReplicaSetSpec {
@@ -97,6 +173,10 @@ impl ReplicaSetSpec {
         if self.command.program.as_os_str().is_empty() {
             return Err(BackendError::InvalidSpec("the replica command has no program".into()));
         }
+        if let Some(probes) = &self.probes {
+            probes.liveness.validate("liveness")?;
+            probes.readiness.validate("readiness")?;
+        }
         Ok(())
     }
 }
@@ -108,6 +188,9 @@ pub enum ReplicaPhase {
     Starting,
     /// Listening at its `addr`; in the routing view.
     Ready,
+    /// Running and listening, but failing its readiness probe: out of the routing view until it
+    /// passes again. `message` says why.
+    NotReady,
     /// Exited; waiting out a back-off before starting again.
     Restarting,
     /// Gave up: too many consecutive start failures. `message` says why.
@@ -125,13 +208,14 @@ pub struct ReplicaStatus {
     /// The running process (or pod), if any.
     pub pid: Option<u32>,
     pub phase: ReplicaPhase,
-    /// Where it listens, once `Ready`.
+    /// Where it listens, once `Ready` (kept while `NotReady`).
     pub addr: Option<SocketAddr>,
     /// Times the replica was started again after an exit.
     pub restarts: u32,
     /// How the last run ended, e.g. `exit status: 3`.
     pub last_exit: Option<String>,
-    /// A human-readable note: why it is restarting or failed, or that limits are not enforced.
+    /// A human-readable note: why it is restarting, not ready or failed (e.g. `not ready:
+    /// failed readiness 3 times (last: status 503)`), or that limits are not enforced.
     pub message: Option<String>,
 }
 
@@ -171,6 +255,39 @@ mod tests {
         check("a b", false);
         check("ä", false);
         check(&"x".repeat(MAX_ID_LEN + 1), false);
+    }
+
+    #[test]
+    fn probe_defaults_are_azures() {
+        let d = ProbeConfig::default();
+        assert_eq!(d.path, "/");
+        assert_eq!((d.initial_delay, d.period, d.timeout), (secs(10), secs(10), secs(2)));
+        assert_eq!((d.success_threshold, d.failure_threshold), (1, 30));
+        assert_eq!(Probes::default(), Probes { liveness: d.clone(), readiness: d });
+    }
+
+    fn secs(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+
+    #[test]
+    fn probes_are_validated() {
+        let check = |edit: fn(&mut ProbeConfig), ok: bool| {
+            let mut probe = ProbeConfig::default();
+            edit(&mut probe);
+            let got = probe.validate("readiness");
+            assert_eq!(got.is_ok(), ok, "{probe:?}: {got:?}");
+        };
+        check(|_| {}, true);
+        check(|p| p.path = "/health?deep=1".into(), true);
+        check(|p| p.path = "health".into(), false);
+        check(|p| p.path = "/a b".into(), false);
+        check(|p| p.path = "/a\r\nX-Evil: 1".into(), false);
+        check(|p| p.period = Duration::ZERO, false);
+        check(|p| p.timeout = Duration::ZERO, false);
+        check(|p| p.success_threshold = 0, false);
+        check(|p| p.failure_threshold = 0, false);
+        check(|p| p.initial_delay = Duration::ZERO, true);
     }
 
     #[test]

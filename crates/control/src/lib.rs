@@ -11,6 +11,7 @@ mod deployments;
 mod endpoints;
 mod environments;
 mod error;
+mod metrics;
 mod models;
 mod openapi;
 mod reconciler;
@@ -66,5 +67,9 @@ pub fn router(control: Arc<Control>) -> Router {
         .merge(deployments::routes())
         .merge(rollouts::routes())
         .route_layer(axum::middleware::from_fn_with_state(control.clone(), admin_auth::require_admin));
-    Router::new().route("/api/v1/openapi.json", axum::routing::get(openapi::serve)).merge(protected).with_state(control)
+    Router::new()
+        .route("/api/v1/openapi.json", axum::routing::get(openapi::serve))
+        .route("/metrics", axum::routing::get(metrics::serve))
+        .merge(protected)
+        .with_state(control)
 }

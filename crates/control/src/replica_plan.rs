@@ -3,10 +3,12 @@
 
 use crate::ReplicaLaunch;
 use crate::deployments::replica_set_id;
-use sluice_backend::{ReplicaCommand, ReplicaSetSpec, ResourceRequest};
+use sluice_api::deployment::ProbeSettings;
+use sluice_backend::{ProbeConfig, Probes, ReplicaCommand, ReplicaSetSpec, ResourceRequest};
 use sluice_domain::{ContainerCommand, ValidDeployment};
 use sluice_store::DeploymentRow;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// How a deployment's model is served.
 pub enum Serving<'a> {
@@ -105,6 +107,7 @@ pub fn replica_set(
         instance_count: valid.instance_count,
         command: ReplicaCommand { program: launch.program.clone(), args, env, cwd: launch.work_dir.clone() },
         resources: ResourceRequest { cpu_millis: res.cpu_millis, memory_bytes: res.memory_bytes, gpus: res.gpus },
+        probes: Some(probes(row)),
     }
 }
 
@@ -128,4 +131,25 @@ fn python_args(
         "--work-dir".into(),
         arg(&launch.work_dir.join("run")),
     ]
+}
+
+/// The deployment's `liveness_probe` and `readiness_probe`, Azure ML's defaults where unset.
+/// Every replica kind answers `GET /` while healthy.
+fn probes(row: &DeploymentRow) -> Probes {
+    let spec = serde_json::from_str::<sluice_api::deployment::OnlineDeploymentSpec>(&row.spec_json).ok();
+    let config = |p: Option<&ProbeSettings>| match p {
+        None => ProbeConfig::default(),
+        Some(p) => ProbeConfig {
+            path: "/".into(),
+            initial_delay: Duration::from_secs(p.initial_delay.into()),
+            period: Duration::from_secs(p.period.into()),
+            timeout: Duration::from_secs(p.timeout.into()),
+            success_threshold: p.success_threshold,
+            failure_threshold: p.failure_threshold,
+        },
+    };
+    Probes {
+        liveness: config(spec.as_ref().and_then(|s| s.liveness_probe.as_ref())),
+        readiness: config(spec.as_ref().and_then(|s| s.readiness_probe.as_ref())),
+    }
 }

@@ -143,15 +143,18 @@ async fn route(state: &GatewayState, endpoint: &str, rest: &str, req: Request, r
         Some(q) => format!("/{rest}?{q}"),
         None => format!("/{rest}"),
     };
+    let arrived = Instant::now();
     let ready = state.replicas.borrow().get(&dep.replica_set).map_or(0, Vec::len);
     // With no ready replica, `forward` answers 503 at once; queueing could only time out.
-    let _permit = if ready > 0 {
+    let permit = if ready > 0 {
         let limit = ready * dep.max_concurrent_per_instance.max(1) as usize;
         let gate = state.admissions.gate(&dep.replica_set);
         match gate.acquire(limit, Duration::from_millis(dep.max_queue_wait_ms)).await {
             Ok(p) => Some(p),
             Err(refusal) => {
                 state.stats.record_refused(&dep.replica_set);
+                let waited = arrived.elapsed();
+                state.stats.record_answer(&dep.replica_set, 429, waited, waited);
                 return with_deployment(too_many(dep, refusal), deployment);
             }
         }
@@ -165,6 +168,8 @@ async fn route(state: &GatewayState, endpoint: &str, rest: &str, req: Request, r
     let started = Instant::now();
     let response = forward(state, dep, &out, rest == "score").await;
     state.stats.record_live(&dep.replica_set, !is_failure(response.status()), started.elapsed());
+    let waited = permit.as_ref().map_or(Duration::ZERO, |p| p.waited);
+    state.stats.record_answer(&dep.replica_set, response.status().as_u16(), arrived.elapsed(), waited);
     let response = match mirror.and_then(|(name, _)| ep.deployments.get(name)) {
         Some(target) => mirror_after(state, target, out, response).await,
         None => response,

@@ -59,8 +59,22 @@ impl Counters {
     }
 }
 
+/// Answers by HTTP status code (100..=599), for `/metrics`.
+struct StatusCodes(Vec<AtomicU64>);
+
+impl Default for StatusCodes {
+    fn default() -> Self {
+        Self((100..600).map(|_| AtomicU64::new(0)).collect())
+    }
+}
+
 #[derive(Default)]
 struct DeploymentStats {
+    /// Every answer the gateway gave for this deployment, refusals included, by status code.
+    codes: StatusCodes,
+    /// Time from arrival to the answer (queue wait included), and time waiting for a slot.
+    total: Histogram,
+    queue_wait: Histogram,
     live: Counters,
     mirror: Counters,
     /// Mirrored copies dropped because the mirror was saturated.
@@ -99,6 +113,33 @@ impl TrafficStats {
                 s.agreed.fetch_add(1, Ordering::Relaxed);
             }
         }
+    }
+
+    /// One answer of the gateway for this deployment: its status, the whole time, the queue wait.
+    pub fn record_answer(&self, key: &str, status: u16, total: Duration, queue_wait: Duration) {
+        let s = self.entry(key);
+        if let Some(c) = s.codes.0.get(usize::from(status).wrapping_sub(100)) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+        s.total.observe(total);
+        s.queue_wait.observe(queue_wait);
+    }
+
+    /// What `/metrics` reports beyond [`Self::snapshot`].
+    pub fn detail(&self, key: &str) -> DetailSnapshot {
+        let s = self.entry(key);
+        let codes = s
+            .codes
+            .0
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| {
+                let n = c.load(Ordering::Relaxed);
+                (n > 0).then_some((i as u16 + 100, n))
+            })
+            .collect();
+        let hist = |h: &Histogram| (h.snapshot(), h.sum_us.load(Ordering::Relaxed));
+        DetailSnapshot { codes, total: hist(&s.total), queue_wait: hist(&s.queue_wait) }
     }
 
     pub fn record_refused(&self, key: &str) {
@@ -178,6 +219,15 @@ impl CounterSnapshot {
     pub fn mean_ms(&self) -> Option<f64> {
         (self.requests > 0).then(|| self.latency_sum_us as f64 / self.requests as f64 / 1000.0)
     }
+}
+
+/// Answers by status code, and the total-time and queue-wait histograms (bucket counts as in
+/// [`LATENCY_BUCKETS_US`] plus the overflow bucket, and the sum in microseconds).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DetailSnapshot {
+    pub codes: Vec<(u16, u64)>,
+    pub total: (Vec<u64>, u64),
+    pub queue_wait: (Vec<u64>, u64),
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -3,6 +3,7 @@
 mod config;
 mod controller;
 mod output;
+mod probe;
 mod process;
 mod state;
 mod supervisor;
@@ -175,7 +176,7 @@ impl LocalBackend {
     }
 
     /// The routing view for the gateway: ready replica addresses per set id, updated the
-    /// moment a replica becomes ready or leaves (crash, stop).
+    /// moment a replica becomes ready or leaves (crash, stop, failed readiness or liveness).
     pub fn endpoints(&self) -> watch::Receiver<EndpointMap> {
         self.inner.registry.endpoints()
     }
@@ -266,7 +267,7 @@ fn update_spec(state: &mut SetState, spec: &Arc<ReplicaSetSpec>) -> Result<bool,
         if spec.instance_count == current.instance_count {
             return Ok(false);
         }
-        if spec.command != current.command || spec.resources != current.resources {
+        if spec.command != current.command || spec.resources != current.resources || spec.probes != current.probes {
             tracing::warn!(set = %spec.id, "template changed without a new generation; only scaling");
         }
         let mut scaled = (**current).clone();

@@ -155,6 +155,7 @@ mod tests {
                 cwd: "/".into(),
             },
             resources: ResourceRequest { cpu_millis, memory_bytes: 1 << 30, gpus: 0 },
+            probes: None,
         }
     }
 

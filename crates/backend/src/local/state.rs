@@ -213,6 +213,7 @@ mod tests {
                 cwd: "/".into(),
             },
             resources: ResourceRequest::default(),
+            probes: None,
         }))
     }
 
@@ -239,5 +240,17 @@ mod tests {
         s.failure = Some((2, "boom".into()));
         assert_eq!(s.readiness(), Readiness::Failed("boom".into()));
         assert_eq!(state(1, 0).readiness(), Readiness::Ready);
+    }
+
+    #[test]
+    fn a_replica_failing_readiness_is_neither_routed_nor_counted() {
+        let mut s = state(1, 2);
+        add(&mut s, 1, 0, ReplicaPhase::Ready);
+        add(&mut s, 1, 1, ReplicaPhase::Ready);
+        assert_eq!(s.readiness(), Readiness::Ready);
+        let replica = s.replicas.get_mut(&ReplicaKey { generation: 1, index: 1 }).unwrap();
+        replica.phase = ReplicaPhase::NotReady;
+        assert_eq!(s.ready_addrs(), [SocketAddr::from(([127, 0, 0, 1], 1000))]);
+        assert_eq!(s.readiness(), Readiness::Pending { ready: 1, desired: 2 });
     }
 }

@@ -1,6 +1,9 @@
-//! One task per replica: start the process, watch for its readiness line, restart it with
-//! back-off when it exits, give up after too many start failures, stop it when told.
+//! One task per replica: start the process, watch for its readiness line, probe it while it
+//! runs (readiness in and out of rotation, liveness to restart), restart it with back-off when
+//! it exits or fails liveness, give up after too many start failures, stop it when told.
 
+use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,10 +15,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::local::Inner;
 use crate::local::output::{OutputTail, READY_PREFIX, StreamPump};
+use crate::local::probe::{Change, ProbeState, probe, schedule};
 use crate::local::process::{Launch, describe_exit, signal_group, stop_group};
 use crate::local::state::ReplicaKey;
 use crate::logfile::SharedLog;
-use crate::spec::{ReplicaPhase, ReplicaSetSpec, ReplicaStatus};
+use crate::spec::{ProbeConfig, ReplicaPhase, ReplicaSetSpec, ReplicaStatus};
 
 /// How long to wait for a dead replica's output to drain into its log.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
@@ -42,6 +46,8 @@ enum RunEnd {
         reason: String,
         /// `; last lines on stderr:\n...`, the replica's own words.
         output: String,
+        /// `reason` is in the log already.
+        logged: bool,
     },
 }
 
@@ -67,7 +73,7 @@ impl Supervisor {
         let (mut restarts, mut start_failures, mut streak) = (0u32, 0u32, 0u32);
         let mut ever_ready = false;
         loop {
-            let RunEnd::Ended { ready_for, last_exit, reason, output } = self.run_once().await else {
+            let RunEnd::Ended { ready_for, last_exit, reason, output, logged } = self.run_once().await else {
                 break;
             };
             match ready_for {
@@ -81,7 +87,9 @@ impl Supervisor {
                 None => start_failures += 1,
             }
             streak += 1;
-            self.write_log(&reason);
+            if !logged {
+                self.write_log(&reason);
+            }
             if self.cancel.is_cancelled() {
                 break;
             }
@@ -139,7 +147,7 @@ impl Supervisor {
                 }
                 let reason = format!("cannot start `{program}` in {}: {error}", spec.command.cwd.display());
                 let output = String::new();
-                return RunEnd::Ended { ready_for: None, last_exit: None, reason, output };
+                return RunEnd::Ended { ready_for: None, last_exit: None, reason, output, logged: false };
             }
         };
         let pid = child.id().unwrap_or_default();
@@ -186,6 +194,7 @@ impl Supervisor {
                     reason: format!("replica {index} exited with {exit} before reporting ready"),
                     last_exit: Some(exit),
                     output: tail_text(&tails),
+                    logged: false,
                 };
             }
             () = tokio::time::sleep(ready_timeout) => {
@@ -199,6 +208,7 @@ impl Supervisor {
                     ),
                     last_exit: status.map(|s| describe_exit(&s)),
                     output: tail_text(&tails),
+                    logged: false,
                 };
             }
         };
@@ -227,9 +237,101 @@ impl Supervisor {
                     reason: format!("replica {index} exited with {exit} after being ready"),
                     last_exit: Some(exit),
                     output: tail_text(&tails),
+                    logged: false,
+                }
+            }
+            reason = self.probe_until_dead(addr) => {
+                // Out of the routing view first, then kill the whole group (as a stop does
+                // after its grace) and restart with the usual back-off.
+                let message = format!("restarting: {reason}");
+                self.update(|r| {
+                    r.phase = ReplicaPhase::Restarting;
+                    r.addr = None;
+                    r.message = Some(message.clone());
+                });
+                self.write_log(&format!("{message}; killing its process group (SIGKILL)"));
+                signal_group(pid, nix::sys::signal::Signal::SIGKILL);
+                let exit = exit_text(child.wait().await);
+                drain(pid, pumps).await;
+                self.write_log(&format!("killed: {exit}"));
+                RunEnd::Ended {
+                    ready_for: Some(ready_at.elapsed()),
+                    last_exit: Some(format!("{exit}, killed after it {reason}")),
+                    reason,
+                    output: String::new(),
+                    logged: true,
                 }
             }
         }
+    }
+
+    /// Probes the ready replica at `addr` while it runs. Readiness moves it out of the routing
+    /// view and back; the future ends, with the reason, once liveness failed (never without
+    /// probes).
+    async fn probe_until_dead(&self, addr: SocketAddr) -> String {
+        let Some(probes) = &self.spec.probes else { return std::future::pending().await };
+        tokio::select! {
+            reason = self.liveness(addr, &probes.liveness) => reason,
+            never = self.readiness(addr, &probes.readiness) => match never {},
+        }
+    }
+
+    /// Returns `failed liveness N times (last: <why>)` once the probe failed its threshold.
+    async fn liveness(&self, addr: SocketAddr, cfg: &ProbeConfig) -> String {
+        let mut state = ProbeState::new(cfg);
+        let mut ticks = schedule(cfg);
+        loop {
+            ticks.tick().await;
+            let result = probe(addr, &cfg.path, cfg.timeout).await;
+            if let (Some(Change::Failed), Err(why)) = (state.record(result.is_ok()), &result) {
+                return format!("failed liveness {} times (last: {why})", state.failures);
+            }
+        }
+    }
+
+    /// Takes the replica out of rotation after `failure_threshold` failures in a row, puts it
+    /// back after `success_threshold` successes in a row; runs until dropped.
+    async fn readiness(&self, addr: SocketAddr, cfg: &ProbeConfig) -> Infallible {
+        let mut state = ProbeState::new(cfg);
+        let mut ticks = schedule(cfg);
+        loop {
+            ticks.tick().await;
+            let result = probe(addr, &cfg.path, cfg.timeout).await;
+            let change = state.record(result.is_ok());
+            match (&result, change) {
+                (Err(why), Some(Change::Failed)) => {
+                    let message = format!("not ready: failed readiness {} times (last: {why})", state.failures);
+                    self.write_log(&format!(
+                        "{message}; out of rotation until it passes {} time(s) in a row",
+                        cfg.success_threshold
+                    ));
+                    self.set_running_phase(ReplicaPhase::NotReady, Some(message));
+                }
+                // Still out: keep the count and the last reason current.
+                (Err(why), None) if !state.passing => {
+                    let message = format!("not ready: failed readiness {} times (last: {why})", state.failures);
+                    self.set_running_phase(ReplicaPhase::NotReady, Some(message));
+                }
+                (Ok(()), Some(Change::Passed)) => {
+                    self.write_log(&format!(
+                        "ready again: passed readiness {} time(s) in a row; back in rotation",
+                        state.successes
+                    ));
+                    self.set_running_phase(ReplicaPhase::Ready, self.limits_note());
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Moves a running replica between `Ready` and `NotReady` (never out of another phase).
+    fn set_running_phase(&self, phase: ReplicaPhase, message: Option<String>) {
+        self.update(|r| {
+            if matches!(r.phase, ReplicaPhase::Ready | ReplicaPhase::NotReady) {
+                r.phase = phase;
+                r.message = message;
+            }
+        });
     }
 
     async fn stop(&self, child: &mut Child, pid: u32, pumps: Vec<JoinHandle<()>>) -> RunEnd {
@@ -266,7 +368,7 @@ impl Supervisor {
         let cancel = &self.cancel;
         self.inner.registry.update_replica(&self.spec.id.0, self.key, |r| {
             f(r);
-            if cancel.is_cancelled() && r.phase == ReplicaPhase::Ready {
+            if cancel.is_cancelled() && matches!(r.phase, ReplicaPhase::Ready | ReplicaPhase::NotReady) {
                 r.phase = ReplicaPhase::Stopping;
                 r.addr = None;
             }

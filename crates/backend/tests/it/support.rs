@@ -64,7 +64,14 @@ pub fn sh(script: &str) -> ReplicaCommand {
 }
 
 pub fn spec(id: &ReplicaSetId, generation: u64, count: u32, command: ReplicaCommand) -> ReplicaSetSpec {
-    ReplicaSetSpec { id: id.clone(), generation, instance_count: count, command, resources: ResourceRequest::default() }
+    ReplicaSetSpec {
+        id: id.clone(),
+        generation,
+        instance_count: count,
+        command,
+        resources: ResourceRequest::default(),
+        probes: None,
+    }
 }
 
 impl Harness {

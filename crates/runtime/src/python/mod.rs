@@ -201,6 +201,11 @@ fn message(status: StatusCode, text: &str) -> Response {
 
 /// Hands every request to a worker as it came, and its answer back as it is.
 async fn relay(State(relay): State<Arc<Relay>>, req: Request) -> Response {
+    // Health is the replica's own (its pool replaces dead workers), answered as the worker
+    // would, so a probe never queues behind slow scoring requests.
+    if req.uri().path() == "/" && matches!(req.method().as_str(), "GET" | "HEAD") {
+        return ([(axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8")], "Healthy").into_response();
+    }
     let (parts, body) = req.into_parts();
     let body: Bytes = match axum::body::to_bytes(body, relay.max_request_bytes).await {
         Ok(b) => b,

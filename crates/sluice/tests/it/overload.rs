@@ -85,4 +85,46 @@ async fn load_beyond_capacity_gets_429_at_once_and_accepted_requests_keep_their_
     let stats = &shown["deployment_stats"]["blue"];
     assert_eq!(stats["refused"].as_u64(), Some(refused.len() as u64), "{shown}");
     assert_eq!(stats["requests"].as_u64(), Some(ok.len() as u64), "{shown}");
+
+    // `/metrics`, read by Prometheus's own parser, agrees with what the clients saw.
+    let text = reqwest::get(format!("{}/metrics", server.url)).await.unwrap().text().await.unwrap();
+    let samples = prometheus_samples(&text);
+    let value = |name: &str, code: Option<&str>| -> f64 {
+        samples
+            .iter()
+            .find(|s| {
+                s["name"] == name
+                    && s["labels"]["endpoint"] == "busy-ep"
+                    && s["labels"]["deployment"] == "blue"
+                    && code.is_none_or(|c| s["labels"]["code"] == c)
+            })
+            .unwrap_or_else(|| panic!("{name} {code:?} missing from /metrics:\n{text}"))["value"]
+            .as_f64()
+            .unwrap()
+    };
+    assert_eq!(value("sluice_requests_total", Some("200")), ok.len() as f64);
+    assert_eq!(value("sluice_requests_total", Some("429")), refused.len() as f64);
+    assert_eq!(value("sluice_requests_refused_total", None), refused.len() as f64);
+    assert_eq!(value("sluice_request_duration_seconds_count", None), all.len() as f64);
+    assert_eq!(value("sluice_request_replica_seconds_count", None), ok.len() as f64);
+    assert_eq!(value("sluice_replicas_ready", None), 1.0);
+    assert_eq!(value("sluice_requests_queued", None), 0.0);
+    assert!(value("sluice_request_queue_wait_seconds_sum", None) > 0.0, "some requests waited");
+}
+
+/// Every sample of a Prometheus text exposition, parsed by the `prometheus_client` package (the
+/// parser fails on anything Prometheus would reject).
+fn prometheus_samples(text: &str) -> Vec<serde_json::Value> {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), text).unwrap();
+    let script = "import json, sys\nfrom prometheus_client.parser import text_string_to_metric_families\n\
+        out = [dict(name=s.name, labels=s.labels, value=s.value) for f in text_string_to_metric_families(open(sys.argv[1]).read()) for s in f.samples]\n\
+        print(json.dumps(out))";
+    let out = std::process::Command::new(test_python()).args(["-c", script]).arg(file.path()).output().unwrap();
+    assert!(
+        out.status.success(),
+        "prometheus_client rejected /metrics: {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
 }
