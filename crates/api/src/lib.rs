@@ -11,6 +11,7 @@ pub mod environment;
 pub mod error;
 pub mod model;
 pub mod rollout;
+mod scale;
 pub mod validate;
 pub mod yaml;
 

@@ -141,6 +141,13 @@ pub fn deployment(spec: &OnlineDeploymentSpec) -> Result<ValidDeployment, Vec<Fi
         errors.0.extend(errs);
         choice
     });
+    let scale = {
+        let mut errs = Vec::new();
+        let count = instance_count.as_ref().copied();
+        let s = crate::scale::settings(spec.scale_settings.as_ref(), count, &mut errs);
+        errors.0.extend(errs);
+        s
+    };
     let container = matches!(&environment, Some(EnvironmentChoice::Inline(e)) if e.container.is_some());
     let code = spec.code_configuration.as_ref().and_then(|c| {
         let script = std::path::Path::new(&c.scoring_script);
@@ -180,6 +187,7 @@ pub fn deployment(spec: &OnlineDeploymentSpec) -> Result<ValidDeployment, Vec<Fi
                 environment_variables: spec.environment_variables.clone(),
                 code,
                 environment,
+                scale,
             })
         }
         _ => Err(errors.0),

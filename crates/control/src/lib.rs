@@ -6,6 +6,7 @@
 
 mod admin_auth;
 mod artifacts;
+mod autoscaler;
 mod clock;
 mod deployments;
 mod endpoints;
@@ -22,6 +23,7 @@ mod rollouts;
 pub mod secrets;
 
 pub use artifacts::ArtifactStore;
+pub use autoscaler::run as run_autoscaler;
 pub use environments::EnvironmentBuilder;
 pub use error::ApiError;
 pub use openapi::openapi_json;

@@ -12,7 +12,9 @@ use sluice_api::deployment::OnlineDeploymentSpec;
 use sluice_api::endpoint::OnlineEndpointSpec;
 use sluice_api::validate;
 use sluice_backend::LocalBackend;
-use sluice_domain::{EnvironmentChoice, ProvisioningState, ValidDeployment, ValidEnvironment};
+use sluice_domain::{
+    Autoscale, EnvironmentChoice, ProvisioningState, ScaleSettings, ValidDeployment, ValidEnvironment,
+};
 use sluice_gateway::auth::key_hash;
 use sluice_gateway::{DeploymentRoute, EndpointRoute, RoutingTable};
 use sluice_store::{DeploymentRow, Store};
@@ -311,15 +313,23 @@ impl Reconciler {
                 .into_iter()
                 .filter(|d| d.provisioning_state != deleting)
             {
-                let settings = serde_json::from_str::<OnlineDeploymentSpec>(&d.spec_json)
-                    .map(|s| s.request_settings)
-                    .unwrap_or_default();
+                let spec = serde_json::from_str::<OnlineDeploymentSpec>(&d.spec_json).ok();
+                let cold_start_timeout_ms = match spec.as_ref().and_then(|s| validate::deployment(s).ok()) {
+                    Some(ValidDeployment {
+                        scale:
+                            ScaleSettings::TargetUtilization(Autoscale { min_instances: 0, cold_start_timeout_ms, .. }),
+                        ..
+                    }) => Some(cold_start_timeout_ms),
+                    _ => None,
+                };
+                let settings = spec.map(|s| s.request_settings).unwrap_or_default();
                 let replica_set = replica_set_id(&d.workspace, &d.endpoint, &d.name).0;
                 let route = DeploymentRoute {
                     replica_set,
                     request_timeout_ms: settings.request_timeout_ms,
                     max_concurrent_per_instance: settings.max_concurrent_requests_per_instance,
                     max_queue_wait_ms: settings.max_queue_wait_ms,
+                    cold_start_timeout_ms,
                 };
                 deployments.insert(d.name, route);
             }

@@ -16,7 +16,8 @@ pub use instance_type::{InstanceType, Resources};
 pub use names::{ModelName, ModelVersion, ResourceName};
 pub use references::ModelRef;
 pub use resources::{
-    CodeRef, ContainerCommand, EnvironmentChoice, Route, ValidDeployment, ValidEndpoint, ValidEnvironment,
+    Autoscale, CodeRef, ContainerCommand, EnvironmentChoice, Route, ScaleSettings, ValidDeployment, ValidEndpoint,
+    ValidEnvironment,
 };
 pub use traffic::{Traffic, shift_to};
 

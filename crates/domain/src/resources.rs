@@ -30,6 +30,7 @@ pub struct ValidDeployment {
     pub code: Option<CodeRef>,
     /// The environment: Python packages for the scoring script, or a custom container.
     pub environment: Option<EnvironmentChoice>,
+    pub scale: ScaleSettings,
 }
 
 /// `code_configuration`: the uploaded code folder and the script in it.
@@ -78,4 +79,29 @@ pub struct ContainerCommand {
 pub struct Route {
     pub port: u16,
     pub path: String,
+}
+
+/// `scale_settings`: a fixed `instance_count`, or replicas scaled on measured concurrency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ScaleSettings {
+    #[default]
+    Default,
+    TargetUtilization(Autoscale),
+}
+
+/// `scale_settings: {type: target_utilization, ...}` (Azure ML's Kubernetes fields, with
+/// Sluice's `stabilization_window` and `cold_start_timeout_ms`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Autoscale {
+    /// 0 scales the deployment to zero when idle and back on the first request.
+    pub min_instances: u32,
+    pub max_instances: u32,
+    /// Wanted (in-flight + queued) / (replicas × max_concurrent_requests_per_instance), percent.
+    pub target_utilization_percentage: u32,
+    /// Seconds between decisions.
+    pub polling_interval_s: u32,
+    /// Seconds the load must stay low before replicas are removed (and idle before zero).
+    pub stabilization_window_s: u32,
+    /// How long a request to a deployment scaled to zero is held for a replica to start.
+    pub cold_start_timeout_ms: u64,
 }

@@ -30,6 +30,9 @@ pub enum Refusal {
 #[derive(Clone, Default)]
 pub struct Admissions {
     gates: Arc<RwLock<HashMap<String, Arc<Gate>>>>,
+    /// Deployments scaled to zero that a request is waiting for, and the autoscaler's wake-up.
+    wanted: Arc<Mutex<std::collections::HashSet<String>>>,
+    wake: Arc<tokio::sync::Notify>,
 }
 
 impl Admissions {
@@ -38,6 +41,28 @@ impl Admissions {
             return g.clone();
         }
         self.gates.write().expect("admission gates").entry(replica_set.to_owned()).or_default().clone()
+    }
+
+    /// A request is waiting for a deployment that has no replica: ask the autoscaler for one.
+    pub fn want(&self, replica_set: &str) {
+        self.wanted.lock().expect("wanted set").insert(replica_set.to_owned());
+        self.wake.notify_one();
+    }
+
+    /// The deployments asked for since the last call.
+    pub fn take_wanted(&self) -> std::collections::HashSet<String> {
+        std::mem::take(&mut *self.wanted.lock().expect("wanted set"))
+    }
+
+    /// Resolves when [`Self::want`] was called (at once if it was since the last wait).
+    pub async fn wanted_changed(&self) {
+        self.wake.notified().await;
+    }
+
+    /// Requests × microseconds a deployment has held or waited for slots since its gate was
+    /// made: the autoscaler divides its growth by the elapsed time to get the average load.
+    pub fn busy_integral(&self, replica_set: &str) -> u128 {
+        self.gates.read().expect("admission gates").get(replica_set).map_or(0, |g| g.busy_integral())
     }
 
     /// In-flight and queued requests of a deployment, for `/metrics` and `show`.
@@ -63,11 +88,29 @@ pub struct Gate {
     service_us: AtomicU64,
 }
 
-#[derive(Default)]
 struct GateState {
     in_flight: usize,
     capacity: usize,
     queue: VecDeque<oneshot::Sender<()>>,
+    /// Load (in flight + queued) integrated over time, in request-microseconds, up to `since`.
+    busy_us: u128,
+    since: Instant,
+}
+
+impl Default for GateState {
+    fn default() -> Self {
+        Self { in_flight: 0, capacity: 0, queue: VecDeque::new(), busy_us: 0, since: Instant::now() }
+    }
+}
+
+impl GateState {
+    /// Adds the load since the last change to the integral; call before every change.
+    fn account(&mut self) {
+        let now = Instant::now();
+        let load = (self.in_flight + self.queue.len()) as u128;
+        self.busy_us += load * now.duration_since(self.since).as_micros();
+        self.since = now;
+    }
 }
 
 /// A slot in a deployment; dropping it passes the slot to the next waiter.
@@ -92,6 +135,7 @@ impl Gate {
         let started = Instant::now();
         let rx = {
             let mut s = self.state.lock().expect("admission gate");
+            s.account();
             s.capacity = capacity;
             if s.in_flight < capacity && s.queue.is_empty() {
                 s.in_flight += 1;
@@ -99,7 +143,9 @@ impl Gate {
             }
             // Drop waiters that gave up (their receiver is gone) before judging the queue.
             s.queue.retain(|tx| !tx.is_closed());
-            if s.queue.len() >= MAX_QUEUE || self.estimated_wait(s.queue.len() + 1, capacity) > max_wait {
+            // With no capacity yet (a replica is starting) there is nothing to estimate from.
+            let too_long = capacity > 0 && self.estimated_wait(s.queue.len() + 1, capacity) > max_wait;
+            if s.queue.len() >= MAX_QUEUE || too_long {
                 return Err(Refusal::Full);
             }
             let (tx, rx) = oneshot::channel();
@@ -120,6 +166,7 @@ impl Gate {
     /// The slot goes to the first waiter still waiting, else it is freed.
     fn release(&self) {
         let mut s = self.state.lock().expect("admission gate");
+        s.account();
         if s.in_flight > s.capacity {
             // Capacity shrank (a replica left): give the slot up instead of passing it on.
             s.in_flight -= 1;
@@ -136,6 +183,7 @@ impl Gate {
     /// Grants waiting requests the slots that a larger capacity opened.
     fn fill(&self, capacity: usize) {
         let mut s = self.state.lock().expect("admission gate");
+        s.account();
         s.capacity = capacity;
         while s.in_flight < capacity {
             let Some(tx) = s.queue.pop_front() else { break };
@@ -143,6 +191,12 @@ impl Gate {
                 s.in_flight += 1;
             }
         }
+    }
+
+    fn busy_integral(&self) -> u128 {
+        let mut s = self.state.lock().expect("admission gate");
+        s.account();
+        s.busy_us
     }
 
     fn load(&self) -> (usize, usize) {

@@ -145,17 +145,27 @@ async fn route(state: &GatewayState, endpoint: &str, rest: &str, req: Request, r
     };
     let arrived = Instant::now();
     let ready = state.replicas.borrow().get(&dep.replica_set).map_or(0, Vec::len);
-    // With no ready replica, `forward` answers 503 at once; queueing could only time out.
-    let permit = if ready > 0 {
+    // With no ready replica, `forward` answers 503 at once, since queueing could only time out;
+    // unless the deployment scales to zero: then the request is held while a replica starts.
+    let max_wait = match (ready, dep.cold_start_timeout_ms) {
+        (0, Some(hold)) => {
+            state.admissions.want(&dep.replica_set);
+            Some(hold)
+        }
+        (0, None) => None,
+        _ => Some(dep.max_queue_wait_ms),
+    };
+    let permit = if let Some(max_wait) = max_wait {
         let limit = ready * dep.max_concurrent_per_instance.max(1) as usize;
         let gate = state.admissions.gate(&dep.replica_set);
-        match gate.acquire(limit, Duration::from_millis(dep.max_queue_wait_ms)).await {
+        match gate.acquire(limit, Duration::from_millis(max_wait)).await {
             Ok(p) => Some(p),
             Err(refusal) => {
                 state.stats.record_refused(&dep.replica_set);
+                let response = if ready == 0 { cold_start_failed(dep) } else { too_many(dep, refusal) };
                 let waited = arrived.elapsed();
-                state.stats.record_answer(&dep.replica_set, 429, waited, waited);
-                return with_deployment(too_many(dep, refusal), deployment);
+                state.stats.record_answer(&dep.replica_set, response.status().as_u16(), waited, waited);
+                return with_deployment(response, deployment);
             }
         }
     } else {
@@ -192,6 +202,19 @@ fn too_many(dep: &DeploymentRoute, refusal: Refusal) -> Response {
     );
     let secs = dep.max_queue_wait_ms.div_ceil(1000).max(1);
     r.headers_mut().insert("retry-after", HeaderValue::from(secs));
+    r
+}
+
+/// 503: a deployment scaled to zero did not get a ready replica while the request was held.
+fn cold_start_failed(dep: &DeploymentRoute) -> Response {
+    let mut r = message(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!(
+            "the deployment was scaled to zero and no replica became ready within cold_start_timeout_ms ({} ms); retry shortly",
+            dep.cold_start_timeout_ms.unwrap_or(0)
+        ),
+    );
+    r.headers_mut().insert("retry-after", HeaderValue::from_static("5"));
     r
 }
 

@@ -37,6 +37,9 @@ pub struct DeploymentRoute {
     pub max_concurrent_per_instance: u32,
     /// The longest a request waits for a slot before it is refused with 429.
     pub max_queue_wait_ms: u64,
+    /// Set when the deployment scales to zero: how long a request that finds no replica is held
+    /// while one starts.
+    pub cold_start_timeout_ms: Option<u64>,
 }
 
 impl EndpointRoute {

@@ -117,6 +117,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     reconciler.publish_routes().await;
     tokio::spawn(reconciler.run());
     tokio::spawn(sluice_control::run_rollouts(control.clone()));
+    tokio::spawn(sluice_control::run_autoscaler(control.clone()));
 
     let gateway = GatewayState::new(routes, backend.endpoints(), tokens, stats, admissions);
     let app = sluice_control::router(control)

@@ -171,6 +171,21 @@ impl LocalBackend {
     }
 
     /// The set as the backend sees it now.
+    /// Sets the applied set's `instance_count` in place (same generation), as an autoscaler
+    /// does. Returns false when the set is not applied or is being removed.
+    pub fn scale(&self, id: &ReplicaSetId, instance_count: u32) -> Result<bool, BackendError> {
+        let registry = &self.inner.registry;
+        let mut sets = registry.lock();
+        let Some(slot) = sets.map.get_mut(&id.0).filter(|s| !s.state.removing) else { return Ok(false) };
+        let mut spec = (*slot.state.spec).clone();
+        spec.instance_count = instance_count;
+        spec.validate()?;
+        if update_spec(&mut slot.state, &Arc::new(spec))? | slot.state.refresh_established() {
+            registry.changed(&sets, &id.0);
+        }
+        Ok(true)
+    }
+
     pub fn status(&self, id: &ReplicaSetId) -> Option<ReplicaSetStatus> {
         self.inner.registry.read(&id.0, SetState::status)
     }

@@ -196,7 +196,12 @@ pub fn test_python() -> PathBuf {
 
 /// Pids of live processes whose command line holds `marker` and this server's data directory.
 pub fn pids_matching(server: &Server, marker: &str) -> Vec<u32> {
-    let needle = server.data_dir.to_string_lossy().into_owned();
+    pids_in(&server.data_dir, marker)
+}
+
+/// Pids of live processes whose command line holds `marker` and `data_dir`.
+pub fn pids_in(data_dir: &Path, marker: &str) -> Vec<u32> {
+    let needle = data_dir.to_string_lossy().into_owned();
     std::fs::read_dir("/proc")
         .expect("/proc")
         .filter_map(|e| {

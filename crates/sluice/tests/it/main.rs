@@ -2,6 +2,7 @@
 //! client, plain HTTP and the Python `tritonclient` package.
 
 mod auth;
+mod autoscale;
 mod custom_container;
 mod durability;
 mod harness;
