@@ -4,6 +4,7 @@
 //! read case-insensitively (`AMLToken` = `aml_token`). [`validate`] maps these types onto the
 //! rules in `sluice-domain`, naming the field that broke one.
 
+pub mod collector;
 pub mod deployment;
 pub mod endpoint;
 mod enums;

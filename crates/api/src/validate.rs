@@ -148,6 +148,12 @@ pub fn deployment(spec: &OnlineDeploymentSpec) -> Result<ValidDeployment, Vec<Fi
         errors.0.extend(errs);
         s
     };
+    let data_collection = {
+        let mut errs = Vec::new();
+        let c = crate::collector::settings(spec.data_collector.as_ref(), &mut errs);
+        errors.0.extend(errs);
+        c
+    };
     let container = matches!(&environment, Some(EnvironmentChoice::Inline(e)) if e.container.is_some());
     let code = spec.code_configuration.as_ref().and_then(|c| {
         let script = std::path::Path::new(&c.scoring_script);
@@ -188,6 +194,7 @@ pub fn deployment(spec: &OnlineDeploymentSpec) -> Result<ValidDeployment, Vec<Fi
                 code,
                 environment,
                 scale,
+                data_collection,
             })
         }
         _ => Err(errors.0),

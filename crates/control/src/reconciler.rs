@@ -314,14 +314,16 @@ impl Reconciler {
                 .filter(|d| d.provisioning_state != deleting)
             {
                 let spec = serde_json::from_str::<OnlineDeploymentSpec>(&d.spec_json).ok();
-                let cold_start_timeout_ms = match spec.as_ref().and_then(|s| validate::deployment(s).ok()) {
+                let valid = spec.as_ref().and_then(|s| validate::deployment(s).ok());
+                let cold_start_timeout_ms = match &valid {
                     Some(ValidDeployment {
                         scale:
                             ScaleSettings::TargetUtilization(Autoscale { min_instances: 0, cold_start_timeout_ms, .. }),
                         ..
-                    }) => Some(cold_start_timeout_ms),
+                    }) => Some(*cold_start_timeout_ms),
                     _ => None,
                 };
+                let collect = valid.and_then(|v| v.data_collection).map(Arc::new);
                 let settings = spec.map(|s| s.request_settings).unwrap_or_default();
                 let replica_set = replica_set_id(&d.workspace, &d.endpoint, &d.name).0;
                 let route = DeploymentRoute {
@@ -330,6 +332,7 @@ impl Reconciler {
                     max_concurrent_per_instance: settings.max_concurrent_requests_per_instance,
                     max_queue_wait_ms: settings.max_queue_wait_ms,
                     cold_start_timeout_ms,
+                    collect,
                 };
                 deployments.insert(d.name, route);
             }

@@ -16,8 +16,8 @@ pub use instance_type::{InstanceType, Resources};
 pub use names::{ModelName, ModelVersion, ResourceName};
 pub use references::ModelRef;
 pub use resources::{
-    Autoscale, CodeRef, ContainerCommand, EnvironmentChoice, Route, ScaleSettings, ValidDeployment, ValidEndpoint,
-    ValidEnvironment,
+    Autoscale, CodeRef, ContainerCommand, DataCollection, EnvironmentChoice, Rolling, Route, ScaleSettings,
+    ValidDeployment, ValidEndpoint, ValidEnvironment,
 };
 pub use traffic::{Traffic, shift_to};
 

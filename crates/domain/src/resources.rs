@@ -31,6 +31,8 @@ pub struct ValidDeployment {
     /// The environment: Python packages for the scoring script, or a custom container.
     pub environment: Option<EnvironmentChoice>,
     pub scale: ScaleSettings,
+    /// Payload logging (`data_collector`), off unless a collection is enabled.
+    pub data_collection: Option<DataCollection>,
 }
 
 /// `code_configuration`: the uploaded code folder and the script in it.
@@ -104,4 +106,25 @@ pub struct Autoscale {
     pub stabilization_window_s: u32,
     /// How long a request to a deployment scaled to zero is held for a replica to start.
     pub cold_start_timeout_ms: u64,
+}
+
+/// `data_collector` with payload logging on: which payloads, how many, how files roll.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DataCollection {
+    /// Share of requests recorded, 0 to 1.
+    pub sampling_rate: f64,
+    pub rolling: Rolling,
+    /// The reserved `request` and `response` collections.
+    pub request: bool,
+    pub response: bool,
+    /// Request headers recorded with each request (lower case); credentials never are.
+    pub capture_headers: Vec<String>,
+}
+
+/// How often a new file is started (`rolling_rate`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rolling {
+    Minute,
+    Hour,
+    Day,
 }

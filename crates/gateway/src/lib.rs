@@ -10,12 +10,14 @@
 
 pub mod admission;
 pub mod auth;
+mod collector;
 mod mirror;
 mod proxy;
 mod routes;
 pub mod stats;
 mod table;
 
+pub use collector::DataCollector;
 pub use mirror::outputs_agree;
 pub use routes::{DEPLOYMENT_HEADER, GatewayState, MAX_BODY_BYTES, router};
 pub use stats::TrafficStats;

@@ -10,6 +10,7 @@
 
 use crate::admission::{Admissions, Refusal};
 use crate::auth::{TokenSigner, constant_time_eq, key_hash};
+use crate::collector::{DataCollector, Payload};
 use crate::mirror::{MirrorCopy, MirrorLimits, dispatch};
 use crate::proxy::{Outgoing, ReplicaClient, SendError, client_response, send};
 use crate::stats::TrafficStats;
@@ -43,6 +44,7 @@ pub struct GatewayState {
     pub tokens: TokenSigner,
     pub stats: TrafficStats,
     pub admissions: Admissions,
+    collector: Option<DataCollector>,
     client: ReplicaClient,
     mirror_limits: MirrorLimits,
     next: Arc<AtomicUsize>,
@@ -73,10 +75,17 @@ impl GatewayState {
             tokens,
             stats,
             admissions,
+            collector: None,
             client: crate::proxy::replica_client(),
             mirror_limits: MirrorLimits::default(),
             next: Arc::new(AtomicUsize::new(0)),
         }
+    }
+
+    /// Records sampled payloads of deployments with a `data_collector`.
+    pub fn with_collector(mut self, collector: DataCollector) -> Self {
+        self.collector = Some(collector);
+        self
     }
 
     /// A ready replica of `replica_set`, round-robin, skipping `avoid`.
@@ -175,8 +184,46 @@ async fn route(state: &GatewayState, endpoint: &str, rest: &str, req: Request, r
     // Mirroring copies a share of unpinned requests only, as in Azure ML.
     let mirror = ep.mirror.as_ref().filter(|(_, pct)| pinned.is_none() && rand::random_range(0..100) < *pct);
 
+    let collecting = match (&state.collector, &dep.collect) {
+        (Some(c), Some(settings)) if rand::random::<f64>() < settings.sampling_rate => Some((c, settings.as_ref())),
+        _ => None,
+    };
+    let payload = |collection_headers: Vec<(String, String)>, status, content_type, body| Payload {
+        endpoint,
+        deployment,
+        request_id,
+        path: out.path_and_query.split('?').next().unwrap_or(""),
+        method: out.method.as_str(),
+        headers: collection_headers,
+        status,
+        content_type,
+        body,
+    };
+    if let Some((c, settings)) = collecting.filter(|(_, s)| s.request) {
+        let headers = settings
+            .capture_headers
+            .iter()
+            .filter_map(|h| Some((h.clone(), out.headers.get(h)?.to_str().ok()?.to_owned())))
+            .collect();
+        let ct = out.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+        c.offer(settings, "request", payload(headers, None, ct, &out.body));
+    }
+
     let started = Instant::now();
     let response = forward(state, dep, &out, rest == "score").await;
+    let response = match collecting.filter(|(_, s)| s.response) {
+        Some((c, settings)) => {
+            let (parts, body) = response.into_parts();
+            let body = match body.collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(_) => return message(StatusCode::BAD_GATEWAY, "the replica's answer was cut short; retry"),
+            };
+            let ct = parts.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+            c.offer(settings, "response", payload(Vec::new(), Some(parts.status.as_u16()), ct, &body));
+            Response::from_parts(parts, Body::from(body))
+        }
+        None => response,
+    };
     state.stats.record_live(&dep.replica_set, !is_failure(response.status()), started.elapsed());
     let waited = permit.as_ref().map_or(Duration::ZERO, |p| p.waited);
     state.stats.record_answer(&dep.replica_set, response.status().as_u16(), arrived.elapsed(), waited);

@@ -40,6 +40,8 @@ pub struct DeploymentRoute {
     /// Set when the deployment scales to zero: how long a request that finds no replica is held
     /// while one starts.
     pub cold_start_timeout_ms: Option<u64>,
+    /// Payload logging (`data_collector`), when the deployment turned it on.
+    pub collect: Option<std::sync::Arc<sluice_domain::DataCollection>>,
 }
 
 impl EndpointRoute {

@@ -119,7 +119,8 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     tokio::spawn(sluice_control::run_rollouts(control.clone()));
     tokio::spawn(sluice_control::run_autoscaler(control.clone()));
 
-    let gateway = GatewayState::new(routes, backend.endpoints(), tokens, stats, admissions);
+    let gateway = GatewayState::new(routes, backend.endpoints(), tokens, stats, admissions)
+        .with_collector(sluice_gateway::DataCollector::start(data_dir.join("data-collector")));
     let app = sluice_control::router(control)
         .merge(sluice_gateway::router(gateway))
         .route("/healthz", axum::routing::get(|| async { "ok" }));

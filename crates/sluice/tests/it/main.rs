@@ -3,6 +3,7 @@
 
 mod auth;
 mod autoscale;
+mod collect;
 mod custom_container;
 mod durability;
 mod harness;
