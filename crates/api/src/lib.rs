@@ -13,6 +13,7 @@ pub mod error;
 pub mod model;
 pub mod rollout;
 mod scale;
+pub mod usage;
 pub mod validate;
 pub mod yaml;
 

@@ -15,6 +15,7 @@ mod output;
 mod rollout;
 mod spec_file;
 mod traffic;
+mod usage;
 mod wait;
 
 pub use deployment::DeploymentCommand;
@@ -23,6 +24,7 @@ pub use environment::EnvironmentCommand;
 pub use model::ModelCommand;
 pub use output::OutputFormat;
 pub use rollout::{RolloutAction, RolloutArgs};
+pub use usage::UsageCommand;
 
 use error::CliError;
 use sluice_client::SluiceClient;
@@ -56,6 +58,9 @@ pub enum Command {
     /// Register, show and list environments (conda files, or custom containers).
     #[command(subcommand)]
     Environment(EnvironmentCommand),
+    /// What ran and what it cost.
+    #[command(subcommand)]
+    Usage(UsageCommand),
     /// Manage online endpoints: a scoring URL, auth and a traffic split.
     #[command(subcommand)]
     OnlineEndpoint(EndpointCommand),
@@ -92,6 +97,7 @@ async fn execute(global: &GlobalArgs, cmd: Command) -> Result<(), CliError> {
     match cmd {
         Command::Model(c) => model::run(&ctx, c).await,
         Command::Environment(c) => environment::run(&ctx, c).await,
+        Command::Usage(c) => usage::run(&ctx, c).await,
         Command::OnlineEndpoint(c) => endpoint::run(&ctx, c).await,
         Command::OnlineDeployment(c) => deployment::run(&ctx, c).await,
     }

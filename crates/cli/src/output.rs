@@ -8,6 +8,7 @@ use sluice_api::deployment::{ModelField, OnlineDeployment};
 use sluice_api::endpoint::{EndpointCredentials, OnlineEndpoint};
 use sluice_api::environment::Environment;
 use sluice_api::model::Model;
+use sluice_api::usage::{UsageRecord, UsageReport};
 use std::io::Write;
 
 /// `-o/--output`.
@@ -35,6 +36,41 @@ impl Row for Model {
             self.path.clone(),
             artifact,
             self.created_at.clone(),
+        ]
+    }
+}
+
+impl Row for UsageRecord {
+    const HEADERS: &'static [&'static str] =
+        &["hour", "kind", "endpoint", "deployment", "instance_type", "instance_s", "compute_s", "tokens", "cost"];
+    fn row(&self) -> Vec<String> {
+        vec![
+            self.hour.clone(),
+            self.kind.clone(),
+            self.endpoint.clone(),
+            if self.key_name.is_empty() {
+                self.deployment.clone()
+            } else {
+                format!("{} ({})", self.deployment, self.key_name)
+            },
+            self.instance_type.clone(),
+            format!("{:.1}", self.instance_seconds),
+            format!("{:.1}", self.compute_seconds),
+            self.tokens.to_string(),
+            format!("{:.4}", self.cost),
+        ]
+    }
+}
+
+impl Row for UsageReport {
+    const HEADERS: &'static [&'static str] = &["instance_s", "compute_s", "tokens", "cost", "currency"];
+    fn row(&self) -> Vec<String> {
+        vec![
+            format!("{:.1}", self.total_instance_seconds),
+            format!("{:.1}", self.total_compute_seconds),
+            self.total_tokens.to_string(),
+            format!("{:.4}", self.total_cost),
+            self.currency.clone(),
         ]
     }
 }

@@ -11,6 +11,7 @@ mod environments;
 mod error;
 mod models;
 mod rollouts;
+mod usage;
 
 pub use endpoints::ScoreResponse;
 pub use error::ClientError;

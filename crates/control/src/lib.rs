@@ -21,6 +21,7 @@ mod replica_plan;
 mod rollout_driver;
 mod rollouts;
 pub mod secrets;
+mod usage;
 
 pub use artifacts::ArtifactStore;
 pub use autoscaler::run as run_autoscaler;
@@ -29,6 +30,7 @@ pub use error::ApiError;
 pub use openapi::openapi_json;
 pub use reconciler::{Reconciler, ReplicaLaunch};
 pub use rollout_driver::run_rollouts;
+pub use usage::run_meter;
 
 use axum::Router;
 use sluice_backend::LocalBackend;
@@ -50,6 +52,8 @@ pub struct Control {
     pub reconciler: Reconciler,
     /// What the gateway counted per deployment; `show` reports it and rollouts gate on it.
     pub stats: sluice_gateway::TrafficStats,
+    /// Prices per unit for usage reports (config `prices`).
+    pub prices: sluice_api::usage::Prices,
     /// The gateway's admission gates: in-flight and queued requests per deployment.
     pub admissions: sluice_gateway::admission::Admissions,
     /// Unique per server process: a rollout measured by another process re-takes its baseline.
@@ -64,6 +68,7 @@ pub fn router(control: Arc<Control>) -> Router {
     let protected = Router::new()
         .merge(models::routes())
         .merge(registered_environments::routes())
+        .merge(usage::routes())
         .merge(artifacts::routes())
         .merge(endpoints::routes())
         .merge(deployments::routes())

@@ -10,13 +10,14 @@ use utoipa::OpenApi;
         crate::models::create, crate::models::show, crate::models::list_all, crate::models::list_versions, crate::models::remove,
         crate::registered_environments::create, crate::registered_environments::show,
         crate::registered_environments::list_all, crate::registered_environments::list_versions,
+        crate::usage::show,
         crate::endpoints::create, crate::endpoints::update, crate::endpoints::show, crate::endpoints::list, crate::endpoints::remove,
         crate::endpoints::get_credentials, crate::endpoints::regenerate_keys,
         crate::deployments::create, crate::deployments::update, crate::deployments::show, crate::deployments::list, crate::deployments::remove,
         crate::deployments::logs,
         crate::rollouts::start, crate::rollouts::show, crate::rollouts::abort,
     ),
-    tags((name = "models"), (name = "environments"), (name = "online-endpoints"), (name = "online-deployments"))
+    tags((name = "models"), (name = "environments"), (name = "usage"), (name = "online-endpoints"), (name = "online-deployments"))
 )]
 struct ApiDoc;
 

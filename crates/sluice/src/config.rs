@@ -9,7 +9,7 @@ pub struct ServerArgs {
     /// Address for the management API and the gateway [default: 127.0.0.1:8080]
     #[arg(long, env = "SLUICE_ADDR")]
     pub addr: Option<SocketAddr>,
-    /// YAML config file (keys: addr, public_url, onnxruntime, python, token_lifetime_s)
+    /// YAML config file (keys: addr, public_url, onnxruntime, python, token_lifetime_s, prices)
     #[arg(long, env = "SLUICE_CONFIG")]
     pub config: Option<PathBuf>,
     /// URL clients use to reach this server, for scoring_uri [default: http://<addr>]
@@ -32,6 +32,8 @@ struct FileConfig {
     onnxruntime: Option<PathBuf>,
     python: Option<PathBuf>,
     token_lifetime_s: Option<i64>,
+    #[serde(default)]
+    prices: Option<sluice_api::usage::Prices>,
 }
 
 /// Settings after merging every source.
@@ -44,6 +46,8 @@ pub struct Settings {
     pub python: PathBuf,
     pub token_lifetime_s: i64,
     pub cache_dir: PathBuf,
+    /// Prices per unit for `usage show` (all 0 unless configured).
+    pub prices: sluice_api::usage::Prices,
 }
 
 impl Settings {
@@ -74,6 +78,9 @@ impl Settings {
             python: args.python.or(file.python).unwrap_or_else(|| PathBuf::from("python3")),
             token_lifetime_s,
             cache_dir,
+            prices: file
+                .prices
+                .unwrap_or_else(|| sluice_api::usage::Prices { currency: "USD".into(), ..Default::default() }),
         })
     }
 }

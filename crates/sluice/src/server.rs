@@ -112,12 +112,14 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         token_lifetime_s: settings.token_lifetime_s,
         stats: stats.clone(),
         admissions: admissions.clone(),
+        prices: settings.prices.clone(),
         server_epoch: uuid::Uuid::new_v4().to_string(),
     });
     reconciler.publish_routes().await;
     tokio::spawn(reconciler.run());
     tokio::spawn(sluice_control::run_rollouts(control.clone()));
     tokio::spawn(sluice_control::run_autoscaler(control.clone()));
+    tokio::spawn(sluice_control::run_meter(control.clone()));
 
     let gateway = GatewayState::new(routes, backend.endpoints(), tokens, stats, admissions)
         .with_collector(sluice_gateway::DataCollector::start(data_dir.join("data-collector")));

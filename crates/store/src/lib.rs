@@ -8,12 +8,14 @@ mod endpoints;
 mod environments;
 mod models;
 mod rollouts;
+mod usage;
 
 pub use deployments::DeploymentRow;
 pub use endpoints::EndpointRow;
 pub use environments::EnvironmentRow;
 pub use models::ModelRow;
 pub use rollouts::RolloutRow;
+pub use usage::UsageRow;
 
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};

@@ -14,5 +14,6 @@ mod python;
 mod rollout;
 mod serve;
 mod traffic;
+mod usage;
 mod validation;
 mod walkthrough;
