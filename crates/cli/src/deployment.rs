@@ -111,6 +111,9 @@ pub struct GetLogsArgs {
     /// Which replica (0-based); the server's choice when left out.
     #[arg(long)]
     pub replica: Option<u32>,
+    /// Keep printing new lines as they are written (until interrupted).
+    #[arg(short, long)]
+    pub follow: bool,
 }
 
 pub(crate) async fn run(ctx: &Ctx, cmd: DeploymentCommand) -> Result<(), CliError> {
@@ -159,9 +162,37 @@ pub(crate) async fn run(ctx: &Ctx, cmd: DeploymentCommand) -> Result<(), CliErro
         DeploymentCommand::GetLogs(args) => {
             let logs =
                 client.get_deployment_logs(&args.endpoint_name, &args.name, Some(args.lines), args.replica).await?;
-            print_text(&logs.content)
+            print_text(&logs.content)?;
+            if !args.follow {
+                return Ok(());
+            }
+            let mut seen: Vec<String> = logs.content.lines().map(str::to_owned).collect();
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                let logs =
+                    client.get_deployment_logs(&args.endpoint_name, &args.name, Some(1000), args.replica).await?;
+                let now: Vec<String> = logs.content.lines().map(str::to_owned).collect();
+                let fresh = new_lines(&seen, &now);
+                if !fresh.is_empty() {
+                    print_text(&(fresh.join("\n") + "\n"))?;
+                }
+                seen = now;
+            }
         }
     }
+}
+
+/// The lines of `now` (the log's last lines now) after those of `before` (its last lines at the
+/// previous look): `now` starts with a tail of `before`, found as the longest one that fits. With
+/// no overlap (the log rolled over, or more lines came than one look returns), all of `now`.
+fn new_lines<'a>(before: &[String], now: &'a [String]) -> &'a [String] {
+    for k in 0..before.len() {
+        let tail = &before[k..];
+        if tail.len() <= now.len() && now[..tail.len()] == *tail {
+            return &now[tail.len()..];
+        }
+    }
+    now
 }
 
 /// Applies `--set`, then `--name` and `--endpoint-name` (flags win over the file).
@@ -266,6 +297,15 @@ async fn route_all_traffic(ctx: &Ctx, endpoint: &str, deployment: &str) -> Resul
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn following_prints_only_lines_not_seen() {
+        let v = |s: &str| s.split(' ').filter(|x| !x.is_empty()).map(str::to_owned).collect::<Vec<_>>();
+        assert_eq!(super::new_lines(&v("a b c"), &v("b c d e")), v("d e"));
+        assert_eq!(super::new_lines(&v("a b c"), &v("a b c")), v(""));
+        assert_eq!(super::new_lines(&v(""), &v("x")), v("x"));
+        assert_eq!(super::new_lines(&v("a b"), &v("x y")), v("x y"));
+    }
+
     use super::*;
 
     fn read(dir: &std::path::Path, text: &str) -> SpecDoc {

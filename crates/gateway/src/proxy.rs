@@ -96,10 +96,20 @@ pub(crate) async fn send(
 
 /// A pooled connection the replica closed (it was shutting down, replaced by a new generation)
 /// before answering: the replica did not take the request, so another replica may.
+/// Also a replica that died with the request in hand (its connection was reset before any
+/// answer): scoring has no side effects to repeat, so the request goes to another replica, as a
+/// proxy's retry on reset does.
 fn closed_before_answer(e: &hyper_util::client::legacy::Error) -> bool {
-    std::error::Error::source(e)
-        .and_then(|s| s.downcast_ref::<hyper::Error>())
-        .is_some_and(|h| h.is_incomplete_message() || h.is_canceled())
+    let Some(h) = std::error::Error::source(e).and_then(|s| s.downcast_ref::<hyper::Error>()) else {
+        return false;
+    };
+    let reset = std::error::Error::source(h).and_then(|s| s.downcast_ref::<std::io::Error>()).is_some_and(|io| {
+        matches!(
+            io.kind(),
+            std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::UnexpectedEof
+        )
+    });
+    h.is_incomplete_message() || h.is_canceled() || reset
 }
 
 /// Turns a replica's answer into the client's. Azure reports a scoring container's non-2xx as

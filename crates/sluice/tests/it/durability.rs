@@ -49,3 +49,44 @@ async fn a_crashed_replica_is_restarted() {
     let logs = server.cli_ok(&["online-deployment", "get-logs", "--name", "blue", "--endpoint-name", "iris-ep"]);
     assert!(logs.contains("exit") || logs.contains("signal"), "the crash is in the log: {logs}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_killed_under_load_leaves_rotation_and_the_other_serves_every_request() {
+    let server = Server::start();
+    crate::harness::register_iris(&server);
+    server.cli_ok(&["online-endpoint", "create", "--file", "examples/iris/endpoint.yml"]);
+    server.cli_ok(&[
+        "online-deployment",
+        "create",
+        "--file",
+        "examples/iris/blue-deployment.yml",
+        "--set",
+        "instance_count=2",
+        "--all-traffic",
+    ]);
+    let key = primary_key(&server, "iris-ep");
+    let body = std::fs::read(repo().join("examples/iris/request.json")).unwrap();
+    let url = format!("{}/endpoints/iris-ep/v2/models/iris/infer", server.url);
+    let before = replica_pids(&server);
+    assert_eq!(before.len(), 2);
+
+    let load = crate::load::Load::start(url, key, body, 4);
+    let warm = load.measure(200).await;
+    assert!(warm.failures.is_empty(), "{:?}", warm.failures);
+    let killed = std::process::Command::new("kill").args(["-9", &before[0].to_string()]).status().unwrap();
+    assert!(killed.success());
+    // Requests keep flowing through the kill and the restart.
+    let during = load.measure(2000).await;
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while replica_pids(&server).len() < 2 && std::time::Instant::now() < until {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let after_restart = load.measure(200).await;
+    let rest = load.stop().await;
+    for t in [&during, &after_restart, &rest] {
+        assert!(t.failures.is_empty(), "no request failed: {:?}", &t.failures[..t.failures.len().min(3)]);
+    }
+    let after = replica_pids(&server);
+    assert_eq!(after.len(), 2, "the killed replica was restarted");
+    assert!(after.contains(&before[1]) && !after.contains(&before[0]), "{before:?} -> {after:?}");
+}

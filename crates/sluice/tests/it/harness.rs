@@ -92,6 +92,11 @@ impl Server {
         String::from_utf8(out.stdout).expect("utf-8 output")
     }
 
+    /// The server process's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// `kill -9`, as a crash would.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

@@ -232,3 +232,51 @@ async fn a_failing_init_fails_the_deployment_with_its_traceback() {
     let logs = server.cli_ok(&["online-deployment", "get-logs", "--name", "blue", "--endpoint-name", "sklearn-ep"]);
     assert!(logs.contains("model file is corrupt") && logs.contains("Traceback"), "{logs}");
 }
+
+#[tokio::test]
+async fn get_logs_follow_prints_what_the_script_prints_as_it_happens() {
+    use std::io::{BufRead, BufReader};
+    let (server, tmp) = server();
+    server.cli_ok(&["online-endpoint", "create", "--file", "examples/sklearn-score/endpoint.yml"]);
+    let dep = write_code(
+        tmp.path(),
+        "def init():\n    print('booted', flush=True)\n\ndef run(raw):\n    print('scored ' + raw, flush=True)\n    return 1\n",
+    );
+    server.cli_ok(&["online-deployment", "create", "--file", &dep, "--all-traffic"]);
+    let mut follow = std::process::Command::new(crate::harness::BIN)
+        .args(["online-deployment", "get-logs", "--name", "blue", "--endpoint-name", "sklearn-ep", "--follow"])
+        .env("SLUICE_SERVER", &server.url)
+        .env("SLUICE_DATA_DIR", &server.data_dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = follow.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let key = primary_key(&server, "sklearn-ep");
+    let url = format!("{}/endpoints/sklearn-ep/score", server.url);
+    let wait_for = |needle: &str| {
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::time::Instant::now() < until {
+            if let Ok(line) = rx.recv_timeout(std::time::Duration::from_millis(200))
+                && line.contains(needle)
+            {
+                return true;
+            }
+        }
+        false
+    };
+    assert!(wait_for("booted"), "the existing log is printed first");
+    for i in 0..2 {
+        let (status, _) = post_json(&url, Some(&key), format!("\"call-{i}\"").as_bytes()).await;
+        assert_eq!(status, 200);
+        assert!(wait_for(&format!("call-{i}")), "line {i} followed");
+    }
+    let _ = follow.kill();
+    let _ = follow.wait();
+}
