@@ -119,7 +119,19 @@ async fn handle(
     req: Request,
 ) -> Response {
     let request_id = request_id(req.headers());
+    let started = Instant::now();
+    let method = req.method().clone();
     let mut response = route(&state, &endpoint, &rest, req, &request_id).await;
+    // One structured line per request: failures the deployment owns at warn, the rest at debug
+    // (`RUST_LOG=sluice_gateway=debug` for an access log).
+    let status = response.status();
+    let served_by = response.headers().get(DEPLOYMENT_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    if is_failure(status) {
+        tracing::warn!(request_id = %request_id, endpoint = %endpoint, deployment = %served_by, %method, path = %rest, status = status.as_u16(), ms, "request failed");
+    } else {
+        tracing::debug!(request_id = %request_id, endpoint = %endpoint, deployment = %served_by, %method, path = %rest, status = status.as_u16(), ms, "request");
+    }
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-request-id", v.clone());
         response.headers_mut().insert("x-ms-request-id", v);

@@ -14,10 +14,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub fn main(args: ServerArgs, data_dir: std::path::PathBuf) -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .init();
+    // `SLUICE_LOG_FORMAT=json` writes one JSON object per line, for log collectors.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if std::env::var("SLUICE_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
     let settings = match Settings::resolve(
         args,
         data_dir,

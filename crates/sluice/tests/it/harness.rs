@@ -33,6 +33,11 @@ impl Server {
 
     /// A server on `data_dir` (kept by the caller), with extra `server` flags.
     pub fn start_on(data_dir: &Path, extra: &[&str]) -> Self {
+        Self::start_with_env(data_dir, extra, &[])
+    }
+
+    /// [`Self::start_on`] with more environment variables for the server.
+    pub fn start_with_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Self {
         // The server's log goes next to its data directory, to read when a test fails.
         std::fs::create_dir_all(data_dir).expect("data dir");
         let log = std::fs::OpenOptions::new()
@@ -45,6 +50,7 @@ impl Server {
             .args(["--addr", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .args(extra)
+            .envs(env.iter().copied())
             .env_remove("SLUICE_ADDR")
             .stdout(Stdio::piped())
             .stderr(log)

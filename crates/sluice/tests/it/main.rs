@@ -8,6 +8,7 @@ mod custom_container;
 mod durability;
 mod harness;
 mod load;
+mod logs;
 mod mlflow;
 mod overload;
 mod python;
