@@ -195,6 +195,25 @@ pub struct OnlineDeployment {
 pub struct ReplicaCounts {
     pub desired: u32,
     pub ready: u32,
+    /// Each replica the backend tracks (both generations during a rolling replacement).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub instances: Vec<ReplicaState>,
+}
+
+/// One replica as `show` reports it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct ReplicaState {
+    pub index: u32,
+    pub generation: u64,
+    /// `Starting`, `Ready`, `NotReady`, `Restarting`, `Failed` or `Stopping`.
+    pub state: String,
+    pub restarts: u32,
+    /// Why it is restarting, not ready or failed, e.g. `restarting: failed liveness 3 times (last: ...)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// How its last run ended, e.g. `exit status: 3`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_exit: Option<String>,
 }
 
 /// Answer of `get-logs`.

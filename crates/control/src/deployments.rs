@@ -8,7 +8,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use serde::Deserialize;
-use sluice_api::deployment::{DeploymentLogs, ModelField, OnlineDeployment, OnlineDeploymentSpec, ReplicaCounts};
+use sluice_api::deployment::{
+    DeploymentLogs, ModelField, OnlineDeployment, OnlineDeploymentSpec, ReplicaCounts, ReplicaState,
+};
 use sluice_api::endpoint::OnlineEndpointSpec;
 use sluice_api::{FieldError, validate};
 use sluice_backend::ReplicaSetId;
@@ -35,7 +37,24 @@ fn to_wire(control: &Control, row: DeploymentRow) -> OnlineDeployment {
     let mut spec: OnlineDeploymentSpec = serde_json::from_str(&row.spec_json).unwrap_or_else(|_| empty_spec(&row.name));
     spec.endpoint_name = Some(row.endpoint.clone());
     let status = control.backend.status(&replica_set_id(&row.workspace, &row.endpoint, &row.name));
-    let replicas = status.map(|s| ReplicaCounts { desired: s.desired, ready: s.ready }).unwrap_or_default();
+    let replicas = status
+        .map(|s| ReplicaCounts {
+            desired: s.desired,
+            ready: s.ready,
+            instances: s
+                .replicas
+                .into_iter()
+                .map(|r| ReplicaState {
+                    index: r.index,
+                    generation: r.generation,
+                    state: format!("{:?}", r.phase),
+                    restarts: r.restarts,
+                    message: r.message,
+                    last_exit: r.last_exit,
+                })
+                .collect(),
+        })
+        .unwrap_or_default();
     OnlineDeployment {
         spec,
         provisioning_state: row.provisioning_state,

@@ -48,6 +48,11 @@ async fn a_crashed_replica_is_restarted() {
     assert_ne!(after, before, "a new process serves");
     let logs = server.cli_ok(&["online-deployment", "get-logs", "--name", "blue", "--endpoint-name", "iris-ep"]);
     assert!(logs.contains("exit") || logs.contains("signal"), "the crash is in the log: {logs}");
+    // `show` explains each replica: restarted once, and how its last run ended.
+    let shown = show_blue(&server);
+    let replica = &shown["replicas"]["instances"][0];
+    assert_eq!((replica["state"].as_str(), replica["restarts"].as_u64()), (Some("Ready"), Some(1)), "{shown}");
+    assert!(replica["last_exit"].as_str().unwrap_or("").contains("signal: 9"), "{shown}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
