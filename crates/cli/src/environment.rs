@@ -15,7 +15,7 @@ pub enum EnvironmentCommand {
     /// Register an environment version; a conda file starts building at once.
     Create(EnvironmentCreateArgs),
     /// Show one environment version with its build state and the end of its build log.
-    Show(EnvironmentShowArgs),
+    Show(crate::model::ModelShowArgs),
     /// List environment versions (all, or one environment's).
     List(EnvironmentListArgs),
 }
@@ -34,17 +34,6 @@ pub struct EnvironmentCreateArgs {
     /// Override a field: `--set image=...` (repeatable).
     #[arg(long = "set", value_name = "PATH=VALUE")]
     pub set: Vec<String>,
-}
-
-#[derive(Debug, Clone, clap::Args)]
-pub struct EnvironmentShowArgs {
-    #[arg(short, long)]
-    pub name: String,
-    #[arg(short, long, required_unless_present = "label", conflicts_with = "label")]
-    pub version: Option<String>,
-    /// `latest`: the highest version.
-    #[arg(short, long, value_parser = ["latest"])]
-    pub label: Option<String>,
 }
 
 #[derive(Debug, Clone, clap::Args)]

@@ -42,6 +42,7 @@ pub struct ModelCreateArgs {
     pub file: Option<PathBuf>,
 }
 
+/// `show --name N --version V | --label latest`, for models and environments alike.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ModelShowArgs {
     #[arg(short, long)]

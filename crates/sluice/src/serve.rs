@@ -141,23 +141,30 @@ fn plan(args: &ServeArgs) -> Result<Plan, String> {
     let mut env: Vec<(String, String)> = spec.environment_variables.clone().into_iter().collect();
     let model_root = model_path.parent().unwrap_or(&model_path).display().to_string();
     env.push(("AZUREML_MODEL_DIR".into(), model_root));
-    if let Some(code) = &spec.code_configuration {
-        let code_dir = dir.join(&code.code);
+    // A Python replica: what it serves, then the flags every Python replica takes.
+    let python_plan = |what: Vec<String>, watch: Vec<PathBuf>| -> Result<Plan, String> {
         let python = environment_python(&spec, &dir, &args.python)?;
-        let args = vec![
-            "replica-python".into(),
-            "--code-dir".into(),
-            code_dir.display().to_string(),
-            "--scoring-script".into(),
-            code.scoring_script.clone(),
+        let mut argv = vec!["replica-python".to_owned()];
+        argv.extend(what);
+        argv.extend([
             "--python".into(),
             python.display().to_string(),
             "--request-timeout-ms".into(),
             spec.request_settings.request_timeout_ms.to_string(),
             "--listen".into(),
-            listen,
+            listen.clone(),
+        ]);
+        Ok(Plan { args: argv, env: env.clone(), watch })
+    };
+    if let Some(code) = &spec.code_configuration {
+        let code_dir = dir.join(&code.code);
+        let what = vec![
+            "--code-dir".into(),
+            code_dir.display().to_string(),
+            "--scoring-script".into(),
+            code.scoring_script.clone(),
         ];
-        return Ok(Plan { args, env, watch: vec![code_dir, model_path] });
+        return python_plan(what, vec![code_dir, model_path.clone()]);
     }
     let onnx_flavor = || {
         let text = std::fs::read_to_string(model_path.join("MLmodel")).unwrap_or_default();
@@ -167,19 +174,7 @@ fn plan(args: &ServeArgs) -> Result<Plan, String> {
             .unwrap_or(true)
     };
     if model.model_type == Some(ModelTypeWire::MlflowModel) && !onnx_flavor() {
-        let python = environment_python(&spec, &dir, &args.python)?;
-        let args = vec![
-            "replica-python".into(),
-            "--mlflow-model".into(),
-            model_path.display().to_string(),
-            "--python".into(),
-            python.display().to_string(),
-            "--request-timeout-ms".into(),
-            spec.request_settings.request_timeout_ms.to_string(),
-            "--listen".into(),
-            listen,
-        ];
-        return Ok(Plan { args, env, watch: vec![model_path] });
+        return python_plan(vec!["--mlflow-model".into(), model_path.display().to_string()], vec![model_path.clone()]);
     }
     let format = match model.model_type {
         Some(ModelTypeWire::TritonModel) => "triton",
