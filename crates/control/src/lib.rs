@@ -29,6 +29,7 @@ pub use environments::EnvironmentBuilder;
 pub use error::ApiError;
 pub use openapi::openapi_json;
 pub use reconciler::{Reconciler, ReplicaLaunch};
+pub use replica_plan::command_replica_args;
 pub use rollout_driver::run_rollouts;
 pub use usage::run_meter;
 

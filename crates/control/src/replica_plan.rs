@@ -70,30 +70,9 @@ pub fn replica_set(
             (args, model_dir)
         }
         Serving::Command { container, cwd, model_dir } => {
-            let mut args = vec![
-                "replica-command".into(),
-                "--port".into(),
-                container.scoring.port.to_string(),
-                "--scoring-path".into(),
-                container.scoring.path.clone(),
-                "--readiness-port".into(),
-                container.readiness.port.to_string(),
-                "--readiness-path".into(),
-                container.readiness.path.clone(),
-                "--liveness-port".into(),
-                container.liveness.port.to_string(),
-                "--liveness-path".into(),
-                container.liveness.path.clone(),
-                "--cwd".into(),
-                arg(&cwd),
-                "--request-timeout-ms".into(),
-                valid.request_timeout_ms.to_string(),
-                // Fail with the replica's own message before the backend gives up waiting.
-                "--startup-timeout-s".into(),
-                launch.ready_timeout.as_secs().saturating_sub(10).max(5).to_string(),
-                "--".into(),
-            ];
-            args.extend(container.command.iter().cloned());
+            // Fail with the replica's own message before the backend gives up waiting.
+            let startup_s = launch.ready_timeout.as_secs().saturating_sub(10).max(5);
+            let args = command_replica_args(container, &cwd, valid.request_timeout_ms, startup_s, None);
             (args, model_dir)
         }
     };
@@ -152,4 +131,42 @@ fn probes(row: &DeploymentRow) -> Probes {
         liveness: config(spec.as_ref().and_then(|s| s.liveness_probe.as_ref())),
         readiness: config(spec.as_ref().and_then(|s| s.readiness_probe.as_ref())),
     }
+}
+
+/// `sluice replica-command` for a custom container: its routes, working folder, timeouts and
+/// command. The local `serve` builds the same command line.
+pub fn command_replica_args(
+    container: &ContainerCommand,
+    cwd: &Path,
+    request_timeout_ms: u64,
+    startup_timeout_s: u64,
+    listen: Option<&str>,
+) -> Vec<String> {
+    let mut args = vec![
+        "replica-command".into(),
+        "--port".into(),
+        container.scoring.port.to_string(),
+        "--scoring-path".into(),
+        container.scoring.path.clone(),
+        "--readiness-port".into(),
+        container.readiness.port.to_string(),
+        "--readiness-path".into(),
+        container.readiness.path.clone(),
+        "--liveness-port".into(),
+        container.liveness.port.to_string(),
+        "--liveness-path".into(),
+        container.liveness.path.clone(),
+        "--cwd".into(),
+        arg(cwd),
+        "--request-timeout-ms".into(),
+        request_timeout_ms.to_string(),
+        "--startup-timeout-s".into(),
+        startup_timeout_s.to_string(),
+    ];
+    if let Some(listen) = listen {
+        args.extend(["--listen".into(), listen.to_owned()]);
+    }
+    args.push("--".into());
+    args.extend(container.command.iter().cloned());
+    args
 }

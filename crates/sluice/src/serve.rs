@@ -156,6 +156,19 @@ fn plan(args: &ServeArgs) -> Result<Plan, String> {
         ]);
         Ok(Plan { args: argv, env: env.clone(), watch })
     };
+    // A custom container: its command behind `sluice replica-command`, as the server runs it.
+    if let Some(environment) = spec.environment.as_ref().filter(|e| e.get("inference_config").is_some()) {
+        let mut errors = Vec::new();
+        let valid = sluice_api::environment::inline(environment, "environment.", &mut errors);
+        let Some(container) = valid.and_then(|v| v.container) else {
+            let what: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            return Err(format!("{label}: {}", what.join("; ")));
+        };
+        let cwd = spec.code_configuration.as_ref().map_or_else(|| model_path.clone(), |c| dir.join(&c.code));
+        let timeout = spec.request_settings.request_timeout_ms;
+        let argv = sluice_control::command_replica_args(&container, &cwd, timeout, 600, Some(&listen));
+        return Ok(Plan { args: argv, env, watch: vec![cwd, model_path] });
+    }
     if let Some(code) = &spec.code_configuration {
         let code_dir = dir.join(&code.code);
         let what = vec![

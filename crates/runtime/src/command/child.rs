@@ -1,6 +1,7 @@
 //! The deployment's own server as a child process: which port it is told to use, how it is
 //! started (own process group, dies with the replica) and how it is stopped.
 
+use nix::fcntl::{Flock, FlockArg};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use std::ffi::OsString;
@@ -11,22 +12,36 @@ use std::time::Duration;
 use tokio::process::{Child, Command};
 
 /// The port the command is told to listen on, and why.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 pub(crate) struct PortChoice {
     pub port: u16,
     /// The route's port was taken (or 0), so another one was picked.
     pub remapped: bool,
+    /// While held, no other Sluice replica on this machine picks the same route port.
+    _claim: Option<Flock<std::fs::File>>,
 }
 
-/// The route's port when nothing listens on it on 127.0.0.1 (tested by binding it), else a free
-/// port the kernel picks. The test is racy by nature: something may take the port between the
-/// test and the command's own bind; the readiness probe then fails and the replica restarts.
+/// The route's port when no other Sluice replica holds it and nothing listens on it on
+/// 127.0.0.1 (tested by binding it), else a free port the kernel picks. Replicas of one
+/// deployment start at the same moment, so the route's port is claimed with an exclusive lock on
+/// `<tmp>/sluice-port-<port>.lock` for the replica's lifetime: only the first gets it. Another
+/// program may still take the port between the test and the command's own bind; the readiness
+/// probe then fails and the replica restarts.
 pub(crate) fn choose_port(requested: u16) -> std::io::Result<PortChoice> {
-    if requested != 0 && TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, requested))).is_ok() {
-        return Ok(PortChoice { port: requested, remapped: false });
+    if requested != 0
+        && let Some(claim) = claim(requested)
+        && TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, requested))).is_ok()
+    {
+        return Ok(PortChoice { port: requested, remapped: false, _claim: Some(claim) });
     }
     let free = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))?.local_addr()?.port();
-    Ok(PortChoice { port: free, remapped: true })
+    Ok(PortChoice { port: free, remapped: true, _claim: None })
+}
+
+fn claim(port: u16) -> Option<Flock<std::fs::File>> {
+    let path = std::env::temp_dir().join(format!("sluice-port-{port}.lock"));
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path).ok()?;
+    Flock::lock(file, FlockArg::LockExclusiveNonblock).ok()
 }
 
 /// The running command. Dropping it SIGKILLs its whole process group, so no early return
@@ -159,7 +174,13 @@ mod tests {
         assert!(choice.remapped);
         assert_ne!(choice.port, port);
         drop(taken);
-        assert_eq!(choose_port(port).expect("choose"), PortChoice { port, remapped: false });
+        let first = choose_port(port).expect("choose");
+        assert_eq!((first.port, first.remapped), (port, false));
+        // A second replica asking for the same port at the same moment gets another one.
+        let second = choose_port(port).expect("choose");
+        assert!(second.remapped && second.port != port);
+        drop(first);
+        assert!(!choose_port(port).expect("choose").remapped);
         let zero = choose_port(0).expect("choose");
         assert!(zero.remapped && zero.port != 0);
     }

@@ -163,6 +163,8 @@ struct Plan {
     readiness: Uri,
     liveness: Uri,
     remapped: bool,
+    /// Holds the claim on the route's port for the replica's lifetime.
+    _choice: child::PortChoice,
 }
 
 fn route_path(flag: &str, path: &str) -> Result<String, CommandReplicaError> {
@@ -217,6 +219,7 @@ fn plan(args: &CommandReplicaArgs) -> Result<Plan, CommandReplicaError> {
         readiness: probe_uri(readiness_port, &readiness)?,
         liveness: probe_uri(liveness_port, &liveness)?,
         remapped: choice.remapped,
+        _choice: choice,
     })
 }
 

@@ -86,3 +86,31 @@ impl Drop for Group {
         let _ = self.0.wait();
     }
 }
+
+#[tokio::test]
+async fn a_custom_container_runs_locally_behind_the_same_replica() {
+    let child = Command::new(BIN)
+        .args(["serve", "--port", "0", "--no-reload", "--file"])
+        .arg(repo().join("examples/custom-container/deployment.yml"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let mut group = Group(child);
+    let stdout = group.0.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(url) = line.strip_prefix("SLUICE_LOCAL ") {
+                let _ = tx.send(url.to_owned());
+            }
+        }
+    });
+    let url = rx.recv_timeout(Duration::from_secs(60)).expect("serve printed its URL");
+    let body = std::fs::read(repo().join("examples/custom-container/sample-request.json")).unwrap();
+    let resp = reqwest::Client::new().post(&url).body(body).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(resp.text().await.unwrap(), r#"{"predictions": [2.5, 3.0, 4.5]}"#);
+    drop(group);
+}
