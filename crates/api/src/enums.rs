@@ -1,6 +1,7 @@
 //! Enums that read case-insensitively, as Azure ML's YAML loader does.
 
 use serde::{Deserialize, Deserializer, Serialize};
+use sluice_domain::batch::{InputType, LoggingLevel, OutputAction};
 use sluice_domain::{AuthMode, ModelType};
 use utoipa::ToSchema;
 
@@ -60,6 +61,9 @@ folded_enum!(ModelTypeWire => ModelType {
     MlflowModel = "mlflow_model",
     TritonModel = "triton_model",
 });
+folded_enum!(OutputActionWire => OutputAction { AppendRow = "append_row", SummaryOnly = "summary_only" });
+folded_enum!(LoggingLevelWire => LoggingLevel { Debug = "debug", Info = "info", Warning = "warning" });
+folded_enum!(InputTypeWire => InputType { UriFolder = "uri_folder", UriFile = "uri_file" });
 
 #[cfg(test)]
 mod tests {

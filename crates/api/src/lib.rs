@@ -4,6 +4,7 @@
 //! read case-insensitively (`AMLToken` = `aml_token`). [`validate`] maps these types onto the
 //! rules in `sluice-domain`, naming the field that broke one.
 
+pub mod batch;
 pub mod collector;
 pub mod deployment;
 pub mod endpoint;
@@ -17,7 +18,7 @@ pub mod usage;
 pub mod validate;
 pub mod yaml;
 
-pub use enums::{AuthModeWire, ModelTypeWire};
+pub use enums::{AuthModeWire, InputTypeWire, LoggingLevelWire, ModelTypeWire, OutputActionWire};
 pub use error::{ErrorBody, ErrorCode, ErrorDetail, FieldError};
 
 /// The workspace every install starts with.

@@ -11,10 +11,26 @@ pub fn from_str<T: DeserializeOwned>(text: &str) -> Result<T, FieldError> {
         let path = e.path().to_string();
         let inner = e.into_inner().to_string();
         let field = if path == "." { String::new() } else { path };
-        // serde_yaml already starts its message with the path; say it once.
-        let message = inner.strip_prefix(&format!("{field}: ")).map(str::to_owned).unwrap_or(inner);
+        let message = strip_path(&inner, &field);
         FieldError { field, message }
     })
+}
+
+/// serde_yaml starts its message with the path it was at (the field, or the mapping holding it,
+/// as for an unknown enum value): the error names the field already, so say it once.
+fn strip_path(message: &str, field: &str) -> String {
+    let mut prefix = field;
+    loop {
+        if !prefix.is_empty()
+            && let Some(rest) = message.strip_prefix(&format!("{prefix}: "))
+        {
+            return rest.to_owned();
+        }
+        match prefix.rfind('.') {
+            Some(i) => prefix = &prefix[..i],
+            None => return message.to_owned(),
+        }
+    }
 }
 
 /// Applies `--set a.b=c` overrides to a YAML document before it is read. The value is parsed as

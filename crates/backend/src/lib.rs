@@ -17,6 +17,7 @@ mod error;
 mod host;
 mod local;
 mod logfile;
+pub mod pipe_worker;
 mod spec;
 
 use std::future::Future;

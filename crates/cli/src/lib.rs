@@ -5,11 +5,14 @@
 //! problem) on stderr. Exit status: 0 on success, 1 for invalid input, API errors and failed
 //! operations, 2 when the server cannot be reached. Everything goes through `sluice-client`.
 
+mod batch;
+mod batch_deployment;
 mod deployment;
 mod endpoint;
 mod environment;
 mod error;
 mod inline_model;
+mod job;
 mod model;
 mod output;
 mod rollout;
@@ -18,9 +21,12 @@ mod traffic;
 mod usage;
 mod wait;
 
+pub use batch::BatchEndpointCommand;
+pub use batch_deployment::BatchDeploymentCommand;
 pub use deployment::DeploymentCommand;
 pub use endpoint::EndpointCommand;
 pub use environment::EnvironmentCommand;
+pub use job::JobCommand;
 pub use model::ModelCommand;
 pub use output::OutputFormat;
 pub use rollout::{RolloutAction, RolloutArgs};
@@ -67,6 +73,15 @@ pub enum Command {
     /// Manage online deployments: a model on replicas behind an endpoint.
     #[command(subcommand)]
     OnlineDeployment(DeploymentCommand),
+    /// Manage batch endpoints: invoke them over folders of files, list their jobs.
+    #[command(subcommand)]
+    BatchEndpoint(BatchEndpointCommand),
+    /// Manage batch deployments: a model and a batch driver with mini-batch settings.
+    #[command(subcommand)]
+    BatchDeployment(BatchDeploymentCommand),
+    /// Follow, cancel and download batch jobs.
+    #[command(subcommand)]
+    Job(JobCommand),
 }
 
 /// What every command needs: the client and the output format.
@@ -100,6 +115,9 @@ async fn execute(global: &GlobalArgs, cmd: Command) -> Result<(), CliError> {
         Command::Usage(c) => usage::run(&ctx, c).await,
         Command::OnlineEndpoint(c) => endpoint::run(&ctx, c).await,
         Command::OnlineDeployment(c) => deployment::run(&ctx, c).await,
+        Command::BatchEndpoint(c) => batch::run_endpoint(&ctx, c).await,
+        Command::BatchDeployment(c) => batch_deployment::run_deployment(&ctx, c).await,
+        Command::Job(c) => job::run(&ctx, c).await,
     }
 }
 

@@ -5,6 +5,7 @@
 //! is one line that never contains the token. The CLI, the studio and the tests share it.
 
 pub mod archive;
+mod batch;
 mod deployments;
 mod endpoints;
 mod environments;

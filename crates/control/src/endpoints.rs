@@ -129,6 +129,7 @@ pub async fn create(
 ) -> Result<(StatusCode, axum::Json<OnlineEndpoint>), ApiError> {
     check_workspace(&ws)?;
     validate::endpoint(&spec).map_err(ApiError::validation)?;
+    crate::batch::refuse_batch_name(&control, &ws, &spec.name).await?;
     if spec.traffic.values().any(|v| v.as_i64() != Some(0)) {
         return Err(ApiError::validation(vec![FieldError {
             field: "traffic".into(),

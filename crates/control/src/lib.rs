@@ -7,6 +7,7 @@
 mod admin_auth;
 mod artifacts;
 mod autoscaler;
+pub mod batch;
 mod clock;
 mod deployments;
 mod endpoints;

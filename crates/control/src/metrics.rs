@@ -51,6 +51,13 @@ const FAMILIES: &[(&str, &str, &str)] = &[
     ("sluice_mirror_shed_total", "counter", "Mirrored copies dropped because the mirror was saturated."),
     ("sluice_mirror_compared_total", "counter", "Mirrored answers compared with the live answer."),
     ("sluice_mirror_agreed_total", "counter", "Mirrored answers that agreed with the live answer."),
+    ("sluice_batch_jobs", "gauge", "Batch jobs by endpoint and status."),
+    (
+        "sluice_batch_job_mini_batches",
+        "gauge",
+        "Mini-batches of each queued or running batch job: total, committed, failed.",
+    ),
+    ("sluice_batch_job_items", "gauge", "Items of each queued or running batch job: scored and failed."),
 ];
 
 /// Prometheus text format.
@@ -115,6 +122,7 @@ async fn render(control: &Control) -> String {
         samples.add("sluice_mirror_compared_total", &labels, s.compared);
         samples.add("sluice_mirror_agreed_total", &labels, s.agreed);
     }
+    batch(control, &mut samples).await;
     let mut out = String::new();
     for (name, kind, help) in FAMILIES {
         let _ = writeln!(out, "# HELP {name} {help}");
@@ -125,6 +133,34 @@ async fn render(control: &Control) -> String {
         }
     }
     out
+}
+
+/// Batch jobs: counts by status, and the progress of those not finished.
+async fn batch(control: &Control, samples: &mut Samples) {
+    let Ok(jobs) = control.store.list_batch_jobs(sluice_api::DEFAULT_WORKSPACE, None).await else { return };
+    let mut by_status: std::collections::BTreeMap<(String, String), u64> = Default::default();
+    for job in &jobs {
+        *by_status.entry((job.endpoint.clone(), job.status.clone())).or_default() += 1;
+        if !matches!(job.status.as_str(), "Queued" | "Running" | "NotStarted") {
+            continue;
+        }
+        let Ok(c) = control.store.mini_batch_counts(&job.workspace, &job.name).await else { continue };
+        let labels = format!(
+            "endpoint=\"{}\",deployment=\"{}\",job=\"{}\"",
+            escape(&job.endpoint),
+            escape(&job.deployment),
+            escape(&job.name)
+        );
+        for (state, n) in [("total", c.total), ("committed", c.committed), ("failed", c.failed)] {
+            samples.add("sluice_batch_job_mini_batches", &format!("{labels},state=\"{state}\""), n);
+        }
+        for (state, n) in [("scored", c.items), ("failed", c.failed_items)] {
+            samples.add("sluice_batch_job_items", &format!("{labels},state=\"{state}\""), n);
+        }
+    }
+    for ((endpoint, status), n) in by_status {
+        samples.add("sluice_batch_jobs", &format!("endpoint=\"{}\",status=\"{status}\"", escape(&endpoint)), n);
+    }
 }
 
 /// A label value as the text format wants it.

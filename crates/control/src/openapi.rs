@@ -16,8 +16,15 @@ use utoipa::OpenApi;
         crate::deployments::create, crate::deployments::update, crate::deployments::show, crate::deployments::list, crate::deployments::remove,
         crate::deployments::logs,
         crate::rollouts::start, crate::rollouts::show, crate::rollouts::abort,
+        crate::batch::endpoints::create, crate::batch::endpoints::update, crate::batch::endpoints::show,
+        crate::batch::endpoints::list, crate::batch::endpoints::remove,
+        crate::batch::deployments::create_or_update, crate::batch::deployments::show, crate::batch::deployments::list,
+        crate::batch::deployments::remove,
+        crate::batch::jobs::invoke, crate::batch::jobs::list_for_endpoint, crate::batch::jobs::list, crate::batch::jobs::show,
+        crate::batch::jobs::cancel, crate::batch::jobs::outputs, crate::batch::jobs::logs,
     ),
-    tags((name = "models"), (name = "environments"), (name = "usage"), (name = "online-endpoints"), (name = "online-deployments"))
+    tags((name = "models"), (name = "environments"), (name = "usage"), (name = "online-endpoints"), (name = "online-deployments"),
+        (name = "batch-endpoints"), (name = "batch-deployments"), (name = "jobs"))
 )]
 struct ApiDoc;
 

@@ -4,6 +4,7 @@
 //! value or a [`RuleError`] saying what is expected. Wire formats (YAML, JSON) live in
 //! `sluice-api`, which maps its fields onto these constructors.
 
+pub mod batch;
 mod environment;
 mod instance_type;
 mod names;

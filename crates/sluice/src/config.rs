@@ -9,7 +9,7 @@ pub struct ServerArgs {
     /// Address for the management API and the gateway [default: 127.0.0.1:8080]
     #[arg(long, env = "SLUICE_ADDR")]
     pub addr: Option<SocketAddr>,
-    /// YAML config file (keys: addr, public_url, onnxruntime, python, token_lifetime_s, prices)
+    /// YAML config file (keys: addr, public_url, onnxruntime, python, token_lifetime_s, prices, batch_workers)
     #[arg(long, env = "SLUICE_CONFIG")]
     pub config: Option<PathBuf>,
     /// URL clients use to reach this server, for scoring_uri [default: http://<addr>]
@@ -21,6 +21,9 @@ pub struct ServerArgs {
     /// ONNX Runtime shared library; found or provisioned automatically when absent
     #[arg(long, env = "ORT_DYLIB_PATH")]
     pub onnxruntime: Option<PathBuf>,
+    /// Batch worker processes the default compute pool runs at once [default: the CPU count]
+    #[arg(long, env = "SLUICE_BATCH_WORKERS")]
+    pub batch_workers: Option<usize>,
 }
 
 /// The config file's shape.
@@ -34,6 +37,7 @@ struct FileConfig {
     token_lifetime_s: Option<i64>,
     #[serde(default)]
     prices: Option<sluice_api::usage::Prices>,
+    batch_workers: Option<usize>,
 }
 
 /// Settings after merging every source.
@@ -48,6 +52,8 @@ pub struct Settings {
     pub cache_dir: PathBuf,
     /// Prices per unit for `usage show` (all 0 unless configured).
     pub prices: sluice_api::usage::Prices,
+    /// Batch workers the default compute pool runs at once.
+    pub batch_workers: usize,
 }
 
 impl Settings {
@@ -67,6 +73,13 @@ impl Settings {
         if !(1..=30 * 24 * 3600).contains(&token_lifetime_s) {
             return Err(format!("config token_lifetime_s is {token_lifetime_s}: expected 1 to 2592000 seconds"));
         }
+        let batch_workers = args
+            .batch_workers
+            .or(file.batch_workers)
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        if !(1..=1024).contains(&batch_workers) {
+            return Err(format!("batch_workers is {batch_workers}: expected 1 to 1024"));
+        }
         let cache_dir = env_cache
             .or_else(|| home.map(|h| h.join(".cache/sluice")))
             .unwrap_or_else(|| PathBuf::from(".sluice-cache"));
@@ -81,6 +94,7 @@ impl Settings {
             prices: file
                 .prices
                 .unwrap_or_else(|| sluice_api::usage::Prices { currency: "USD".into(), ..Default::default() }),
+            batch_workers,
         })
     }
 }

@@ -124,11 +124,27 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     tokio::spawn(sluice_control::run_rollouts(control.clone()));
     tokio::spawn(sluice_control::run_autoscaler(control.clone()));
     tokio::spawn(sluice_control::run_meter(control.clone()));
+    let batch = sluice_control::batch::Batch::new(
+        control.clone(),
+        sluice_control::batch::BatchConfig {
+            data_dir: data_dir.clone(),
+            python: settings.python.clone(),
+            worker_package: sluice_runtime::python::materialize_worker_package(&data_dir.join("run/python"))
+                .map_err(|e| format!("the batch worker package cannot be written: {e}")),
+            pool_workers: settings.batch_workers,
+        },
+    );
+    batch.start();
 
     let gateway = GatewayState::new(routes, backend.endpoints(), tokens, stats, admissions)
         .with_collector(sluice_gateway::DataCollector::start(data_dir.join("data-collector")));
+    // Batch endpoints' `/endpoints/{name}/jobs` is answered in front of the gateway; every other
+    // data-plane request passes through to it unchanged.
+    let data_plane = sluice_gateway::router(gateway)
+        .layer(axum::middleware::from_fn_with_state(batch.clone(), sluice_control::batch::intercept_jobs));
     let app = sluice_control::router(control)
-        .merge(sluice_gateway::router(gateway))
+        .merge(batch.router())
+        .merge(data_plane)
         .route("/healthz", axum::routing::get(|| async { "ok" }));
 
     // One machine-readable line for scripts and tests, then the human one.

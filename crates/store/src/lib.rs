@@ -3,6 +3,8 @@
 //! **Architecture invariant.** Everything that must survive `kill -9` is written here before an
 //! API call answers. The store knows rows, not HTTP or JSON schemas: specs arrive as text.
 
+mod batch;
+mod batch_jobs;
 mod deployments;
 mod endpoints;
 mod environments;
@@ -10,6 +12,11 @@ mod models;
 mod rollouts;
 mod usage;
 
+pub use batch::{BatchDeploymentRow, BatchEndpointRow};
+pub use batch_jobs::{
+    BatchJobRow, JobTransition, MINI_BATCH_COMMITTED, MINI_BATCH_FAILED, MINI_BATCH_PENDING, MiniBatchCounts,
+    MiniBatchOutcome, MiniBatchRow,
+};
 pub use deployments::DeploymentRow;
 pub use endpoints::EndpointRow;
 pub use environments::EnvironmentRow;

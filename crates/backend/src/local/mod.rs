@@ -17,6 +17,7 @@ use tokio::time::Instant;
 pub use config::LocalBackendConfig;
 pub use output::READY_PREFIX;
 pub use process::DEFAULT_INHERITED_ENV;
+pub(crate) use process::{die_with_parent, signal_group};
 pub use state::EndpointMap;
 
 use crate::cgroup::CgroupRoot;

@@ -87,7 +87,7 @@ impl Launch<'_> {
 /// spawned from a short-lived thread would die with that thread.)
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
-fn die_with_parent(cmd: &mut Command) {
+pub(crate) fn die_with_parent(cmd: &mut Command) {
     let parent = nix::unistd::getpid();
     // SAFETY: the closure runs in the forked child before exec, where only async-signal-safe
     // calls are allowed. It makes two system calls (prctl(2), getppid(2)), allocates nothing
@@ -106,7 +106,7 @@ fn die_with_parent(cmd: &mut Command) {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn die_with_parent(_cmd: &mut Command) {}
+pub(crate) fn die_with_parent(_cmd: &mut Command) {}
 
 /// Sends `signal` to the replica's process group (its pid is the group id). A group that is
 /// already gone is not an error.

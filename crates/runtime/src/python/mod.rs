@@ -13,6 +13,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+pub use package::materialize as materialize_worker_package;
 use protocol::RequestHead;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -3,6 +3,7 @@
 
 mod auth;
 mod autoscale;
+mod batch;
 mod collect;
 mod custom_container;
 mod durability;

@@ -131,7 +131,7 @@ fn rss_kib(pid: u32) -> u64 {
 
 /// Every sample of a Prometheus text exposition, parsed by the `prometheus_client` package (the
 /// parser fails on anything Prometheus would reject).
-fn prometheus_samples(text: &str) -> Vec<serde_json::Value> {
+pub fn prometheus_samples(text: &str) -> Vec<serde_json::Value> {
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), text).unwrap();
     let script = "import json, sys\nfrom prometheus_client.parser import text_string_to_metric_families\n\

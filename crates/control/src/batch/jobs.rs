@@ -1,0 +1,365 @@
+//! Jobs: invoking a batch endpoint (`POST /batch-endpoints/{endpoint}/jobs`, the data plane's
+//! `/endpoints/{endpoint}/jobs` reads into the same [`create_job`]), listing, showing,
+//! canceling, and fetching a job's output and logs.
+
+use super::Batch;
+use super::endpoints::{default_deployment, load};
+use super::plan::{JobPlan, list_input, mini_batches};
+use crate::error::Json;
+use crate::models::check_workspace;
+use crate::{ApiError, clock};
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use serde::Deserialize;
+use sluice_api::batch::job::{BatchJob, BatchJobCreate, FailedFile, JobInput, JobLogs, JobOutput, JobProgress};
+use sluice_api::{FieldError, InputTypeWire};
+use sluice_domain::ProvisioningState;
+use sluice_domain::batch::{JobStatus, job_name};
+use sluice_store::{BatchJobRow, JobTransition, StoreError};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Failed files a job lists at most.
+const MAX_FAILED_FILES: usize = 100;
+
+pub fn routes() -> Router<Arc<Batch>> {
+    Router::new()
+        .route("/api/v1/workspaces/{workspace}/batch-endpoints/{endpoint}/jobs", get(list_for_endpoint).post(invoke))
+        .route("/api/v1/workspaces/{workspace}/jobs", get(list))
+        .route("/api/v1/workspaces/{workspace}/jobs/{name}", get(show))
+        .route("/api/v1/workspaces/{workspace}/jobs/{name}/cancel", post(cancel))
+        .route("/api/v1/workspaces/{workspace}/jobs/{name}/outputs", get(outputs))
+        .route("/api/v1/workspaces/{workspace}/jobs/{name}/logs", get(logs))
+}
+
+fn field(field: &str, message: impl Into<String>) -> ApiError {
+    ApiError::validation(vec![FieldError { field: field.into(), message: message.into() }])
+}
+
+/// A local path as the API takes it: absolute, or a `file://` URL.
+fn local_path(field_name: &str, text: &str) -> Result<PathBuf, ApiError> {
+    let path = PathBuf::from(text.strip_prefix("file://").unwrap_or(text));
+    if path.is_absolute() && !text.starts_with("/subscriptions/") {
+        return Ok(path);
+    }
+    Err(field(
+        field_name,
+        format!(
+            "{text:?}: expected an absolute path on the server's machine (or an uploaded artifact, sha256:<hex>); datastore and https URIs are not supported yet"
+        ),
+    ))
+}
+
+/// The input's folder or file, and its type.
+fn resolve_input(batch: &Batch, input: &JobInput) -> Result<(PathBuf, InputTypeWire), ApiError> {
+    let text = input.path.trim();
+    let root = if text.starts_with("sha256:") {
+        let artifacts = &batch.control.artifacts;
+        let top = artifacts
+            .top_level(text)
+            .ok_or_else(|| field("input.path", format!("{text:?} is not an uploaded artifact")))?;
+        artifacts.path_of(text, &top).ok_or_else(|| field("input.path", "malformed artifact id"))?
+    } else {
+        local_path("input.path", text)?
+    };
+    let meta = std::fs::metadata(&root).map_err(|e| field("input.path", format!("{}: {e}", root.display())))?;
+    let actual = if meta.is_dir() { InputTypeWire::UriFolder } else { InputTypeWire::UriFile };
+    match input.input_type {
+        Some(t) if t != actual => Err(field(
+            "input.type",
+            format!("{} is a {}, not a {}", root.display(), if meta.is_dir() { "folder" } else { "file" }, t.as_str()),
+        )),
+        _ => Ok((root, actual)),
+    }
+}
+
+/// Plans and records a job (and its mini-batches) in one transaction; it starts when the
+/// scheduler has room.
+pub(super) async fn create_job(
+    batch: &Arc<Batch>,
+    ws: &str,
+    endpoint: &str,
+    body: BatchJobCreate,
+) -> Result<BatchJob, ApiError> {
+    let ep = load(batch, ws, endpoint).await?;
+    let store = &batch.control.store;
+    let deployment = match body.deployment_name.clone().or_else(|| default_deployment(&ep)) {
+        Some(d) => d,
+        None => {
+            return Err(field(
+                "deployment_name",
+                format!("batch endpoint {endpoint:?} has no default deployment: name one (--deployment-name)"),
+            ));
+        }
+    };
+    let dep = store.get_batch_deployment(ws, endpoint, &deployment).await?.ok_or_else(|| {
+        ApiError::NotFound(format!("batch deployment {deployment:?} not found in batch endpoint {endpoint:?}"))
+    })?;
+    if dep.provisioning_state != ProvisioningState::Succeeded.as_str() {
+        let why = dep.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default();
+        return Err(ApiError::Conflict(format!(
+            "batch deployment {deployment:?} is {}{why}; jobs run on Succeeded deployments",
+            dep.provisioning_state
+        )));
+    }
+    let mut plan = JobPlan::of_deployment(batch, &dep).await.map_err(ApiError::BadRequest)?;
+    plan.apply_overrides(&body)?;
+    let name = match &body.name {
+        Some(n) => job_name(n).map_err(|e| field("name", e.0))?,
+        None => format!("batchjob-{}", uuid::Uuid::new_v4()),
+    };
+    let (root, input_type) = resolve_input(batch, &body.input)?;
+    let job_dir = batch.jobs_root().join(&name);
+    let output_dir = match &body.output_path {
+        Some(p) => {
+            let dir = local_path("output_path", p)?;
+            if dir.is_file() {
+                return Err(field("output_path", format!("{} is a file: expected a folder", dir.display())));
+            }
+            dir
+        }
+        None => job_dir.join("outputs"),
+    };
+    let listing = root.clone();
+    let files = tokio::task::spawn_blocking(move || list_input(&listing))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(|e| field("input.path", format!("cannot list {}: {e}", root.display())))?;
+    if files.is_empty() {
+        return Err(field("input.path", format!("{} holds no files", root.display())));
+    }
+    let batches = mini_batches(&files, plan.settings.mini_batch_size);
+    let input = serde_json::json!({ "type": input_type.as_str(), "path": body.input.path, "root": root });
+    let row = BatchJobRow {
+        workspace: ws.to_owned(),
+        name: name.clone(),
+        seq: 0,
+        endpoint: endpoint.to_owned(),
+        deployment,
+        plan_json: serde_json::to_string(&plan).map_err(|e| ApiError::Internal(e.to_string()))?,
+        input_json: input.to_string(),
+        job_dir: job_dir.display().to_string(),
+        output_dir: output_dir.display().to_string(),
+        status: JobStatus::NotStarted.as_str().into(),
+        message: None,
+        output_file: None,
+        created_at: clock::now_rfc3339(),
+        started_at: None,
+        ended_at: None,
+    };
+    let row = match store.insert_batch_job(&row, &batches).await {
+        Ok(r) => r,
+        Err(StoreError::Conflict) => return Err(ApiError::Conflict(format!("job {name:?} already exists"))),
+        Err(e) => return Err(e.into()),
+    };
+    batch.wake();
+    to_wire(batch, &row, &[]).await
+}
+
+/// Names of the jobs waiting to start, in queue order.
+async fn queue(batch: &Batch) -> Result<Vec<String>, ApiError> {
+    let waiting = [JobStatus::NotStarted.as_str(), JobStatus::Queued.as_str()];
+    Ok(batch.control.store.batch_jobs_with_status(&waiting).await?.into_iter().map(|j| j.name).collect())
+}
+
+pub(super) async fn to_wire(batch: &Batch, row: &BatchJobRow, queue: &[String]) -> Result<BatchJob, ApiError> {
+    let store = &batch.control.store;
+    let plan: Option<JobPlan> = serde_json::from_str(&row.plan_json).ok();
+    let settings = plan.as_ref().map(|p| p.settings.effective()).unwrap_or_default();
+    let counts = store.mini_batch_counts(&row.workspace, &row.name).await?;
+    let mut failed_files = Vec::new();
+    if counts.failed_items > 0 {
+        for mb in store.mini_batches(&row.workspace, &row.name, None).await? {
+            let Some(json) = &mb.failed_files_json else { continue };
+            let files: Vec<FailedFile> = serde_json::from_str(json).unwrap_or_default();
+            failed_files.extend(files);
+            if failed_files.len() >= MAX_FAILED_FILES {
+                failed_files.truncate(MAX_FAILED_FILES);
+                break;
+            }
+        }
+    }
+    let input: serde_json::Value = serde_json::from_str(&row.input_json).unwrap_or_default();
+    let status = JobStatus::parse(&row.status);
+    let ended_short = matches!(status, Some(JobStatus::Failed | JobStatus::Canceled));
+    Ok(BatchJob {
+        name: row.name.clone(),
+        job_type: "batch".into(),
+        endpoint_name: row.endpoint.clone(),
+        deployment_name: row.deployment.clone(),
+        status: row.status.clone(),
+        message: row.message.clone(),
+        partial: ended_short && counts.committed > 0,
+        queue_position: queue.iter().position(|n| *n == row.name).map(|i| i as u32 + 1),
+        input: JobInput {
+            input_type: input.get("type").and_then(|t| t.as_str()).and_then(InputTypeWire::parse),
+            path: input.get("path").and_then(|p| p.as_str()).unwrap_or_default().to_owned(),
+        },
+        output: JobOutput {
+            path: row.output_dir.clone(),
+            file_name: settings.output_file_name.clone(),
+            file: row.output_file.clone(),
+            parts_path: PathBuf::from(&row.job_dir).join("parts").display().to_string(),
+        },
+        settings,
+        progress: JobProgress {
+            total_mini_batches: counts.total as u64,
+            completed_mini_batches: counts.committed as u64,
+            failed_mini_batches: counts.failed as u64,
+            total_files: counts.files as u64,
+            succeeded_items: counts.items as u64,
+            failed_items: counts.failed_items as u64,
+        },
+        failed_files,
+        created_at: row.created_at.clone(),
+        started_at: row.started_at.clone(),
+        ended_at: row.ended_at.clone(),
+    })
+}
+
+async fn existing(batch: &Batch, ws: &str, name: &str) -> Result<BatchJobRow, ApiError> {
+    check_workspace(ws)?;
+    batch
+        .control
+        .store
+        .get_batch_job(ws, name)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("job {name:?} not found")))
+}
+
+pub(super) async fn list_rows(batch: &Batch, rows: Vec<BatchJobRow>) -> Result<Vec<BatchJob>, ApiError> {
+    let queue = queue(batch).await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in &rows {
+        out.push(to_wire(batch, row, &queue).await?);
+    }
+    Ok(out)
+}
+
+/// Invoke a batch endpoint: the job is planned (its input listed and split into mini-batches)
+/// and returned at once; it starts when the compute pool has room.
+#[utoipa::path(post, path = "/api/v1/workspaces/{workspace}/batch-endpoints/{endpoint}/jobs", tag = "batch-endpoints",
+    params(("workspace" = String, Path), ("endpoint" = String, Path)), request_body = BatchJobCreate,
+    responses((status = 201, body = BatchJob), (status = 400, body = sluice_api::ErrorBody), (status = 404, body = sluice_api::ErrorBody), (status = 409, body = sluice_api::ErrorBody)))]
+pub async fn invoke(
+    State(batch): State<Arc<Batch>>,
+    Path((ws, endpoint)): Path<(String, String)>,
+    Json(body): Json<BatchJobCreate>,
+) -> Result<(StatusCode, axum::Json<BatchJob>), ApiError> {
+    let job = create_job(&batch, &ws, &endpoint, body).await?;
+    Ok((StatusCode::CREATED, axum::Json(job)))
+}
+
+/// A batch endpoint's jobs in arrival order, with the waiting ones' queue positions.
+#[utoipa::path(get, path = "/api/v1/workspaces/{workspace}/batch-endpoints/{endpoint}/jobs", tag = "batch-endpoints",
+    params(("workspace" = String, Path), ("endpoint" = String, Path)), responses((status = 200, body = Vec<BatchJob>), (status = 404, body = sluice_api::ErrorBody)))]
+pub async fn list_for_endpoint(
+    State(batch): State<Arc<Batch>>,
+    Path((ws, endpoint)): Path<(String, String)>,
+) -> Result<axum::Json<Vec<BatchJob>>, ApiError> {
+    load(&batch, &ws, &endpoint).await?;
+    let rows = batch.control.store.list_batch_jobs(&ws, Some(&endpoint)).await?;
+    Ok(axum::Json(list_rows(&batch, rows).await?))
+}
+
+/// Every batch job in arrival order.
+#[utoipa::path(get, path = "/api/v1/workspaces/{workspace}/jobs", tag = "jobs",
+    params(("workspace" = String, Path)), responses((status = 200, body = Vec<BatchJob>)))]
+pub async fn list(
+    State(batch): State<Arc<Batch>>,
+    Path(ws): Path<String>,
+) -> Result<axum::Json<Vec<BatchJob>>, ApiError> {
+    check_workspace(&ws)?;
+    let rows = batch.control.store.list_batch_jobs(&ws, None).await?;
+    Ok(axum::Json(list_rows(&batch, rows).await?))
+}
+
+/// Show a job: its status, progress, failed files and output.
+#[utoipa::path(get, path = "/api/v1/workspaces/{workspace}/jobs/{name}", tag = "jobs",
+    params(("workspace" = String, Path), ("name" = String, Path)),
+    responses((status = 200, body = BatchJob), (status = 404, body = sluice_api::ErrorBody)))]
+pub async fn show(
+    State(batch): State<Arc<Batch>>,
+    Path((ws, name)): Path<(String, String)>,
+) -> Result<axum::Json<BatchJob>, ApiError> {
+    let row = existing(&batch, &ws, &name).await?;
+    Ok(axum::Json(to_wire(&batch, &row, &queue(&batch).await?).await?))
+}
+
+/// Cancel a job that has not ended: its workers are killed; committed mini-batches' rows stay
+/// in the job's parts folder and the output is not merged (the job reports `partial`).
+#[utoipa::path(post, path = "/api/v1/workspaces/{workspace}/jobs/{name}/cancel", tag = "jobs",
+    params(("workspace" = String, Path), ("name" = String, Path)),
+    responses((status = 200, body = BatchJob), (status = 404, body = sluice_api::ErrorBody), (status = 409, body = sluice_api::ErrorBody)))]
+pub async fn cancel(
+    State(batch): State<Arc<Batch>>,
+    Path((ws, name)): Path<(String, String)>,
+) -> Result<axum::Json<BatchJob>, ApiError> {
+    let row = existing(&batch, &ws, &name).await?;
+    let now = clock::now_rfc3339();
+    let active = [JobStatus::NotStarted.as_str(), JobStatus::Queued.as_str(), JobStatus::Running.as_str()];
+    let t = JobTransition {
+        message: Some(
+            "canceled: the output was not merged; committed mini-batches' rows are in the job's parts folder",
+        ),
+        ended: true,
+        ..JobTransition::to(JobStatus::Canceled.as_str(), &now)
+    };
+    if !batch.control.store.transition_batch_job((&ws, &name), &active, &t).await? {
+        let row = existing(&batch, &ws, &name).await?;
+        return Err(ApiError::Conflict(format!("job {name:?} has already ended ({})", row.status)));
+    }
+    batch.stop_runner(&ws, &name);
+    batch.wake();
+    let row = existing(&batch, &ws, &row.name).await?;
+    Ok(axum::Json(to_wire(&batch, &row, &[]).await?))
+}
+
+/// The job's output folder as a gzip'd tar (`sluice job download`).
+#[utoipa::path(get, path = "/api/v1/workspaces/{workspace}/jobs/{name}/outputs", tag = "jobs",
+    params(("workspace" = String, Path), ("name" = String, Path)),
+    responses((status = 200, content_type = "application/gzip", body = Vec<u8>), (status = 404, body = sluice_api::ErrorBody)))]
+pub async fn outputs(
+    State(batch): State<Arc<Batch>>,
+    Path((ws, name)): Path<(String, String)>,
+) -> Result<axum::response::Response, ApiError> {
+    let row = existing(&batch, &ws, &name).await?;
+    let bytes = super::output::archive(PathBuf::from(&row.output_dir))
+        .await
+        .map_err(|e| ApiError::Internal(format!("cannot pack the job's output: {e}")))?;
+    Ok(([(axum::http::header::CONTENT_TYPE, "application/gzip")], bytes).into_response())
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct LogsQuery {
+    /// Lines from the end of each worker's log (default 200, at most 10000).
+    lines: Option<usize>,
+}
+
+/// The ends of the job's worker logs (what the batch driver printed, tracebacks).
+#[utoipa::path(get, path = "/api/v1/workspaces/{workspace}/jobs/{name}/logs", tag = "jobs",
+    params(("workspace" = String, Path), ("name" = String, Path), LogsQuery),
+    responses((status = 200, body = JobLogs), (status = 404, body = sluice_api::ErrorBody)))]
+pub async fn logs(
+    State(batch): State<Arc<Batch>>,
+    Path((ws, name)): Path<(String, String)>,
+    Query(q): Query<LogsQuery>,
+) -> Result<axum::Json<JobLogs>, ApiError> {
+    let row = existing(&batch, &ws, &name).await?;
+    let lines = q.lines.unwrap_or(200).min(10_000);
+    let dir = PathBuf::from(&row.job_dir).join("logs");
+    let mut names: Vec<PathBuf> = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries.filter_map(Result::ok).map(|e| e.path()).collect(),
+        Err(_) => Vec::new(),
+    };
+    names.sort();
+    let mut content = String::new();
+    for path in names {
+        let file = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        content.push_str(&format!("== {file} ==\n{}\n", super::worker::tail(&path, lines).await));
+    }
+    Ok(axum::Json(JobLogs { content }))
+}
