@@ -62,6 +62,11 @@ pub async fn run_meter(control: Arc<Control>) {
     }
 }
 
+/// The current hour's start, as usage records key it.
+pub(crate) fn current_hour() -> String {
+    hour_start(time::OffsetDateTime::now_utc())
+}
+
 fn hour_start(t: time::OffsetDateTime) -> String {
     let t = t.replace_minute(0).and_then(|t| t.replace_second(0)).and_then(|t| t.replace_nanosecond(0)).unwrap_or(t);
     t.format(&Rfc3339).unwrap_or_else(|_| clock::now_rfc3339())

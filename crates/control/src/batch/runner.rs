@@ -220,6 +220,7 @@ async fn worker_loop(ctx: Arc<Ctx>, index: usize, cancel: watch::Receiver<bool>)
     let mut halt = ctx.shared.halt.subscribe();
     let mut cancel_rx = cancel.clone();
     let mut worker: Option<BatchWorker> = None;
+    let started = std::time::Instant::now();
     loop {
         if *cancel.borrow() || *halt.borrow() {
             break;
@@ -280,6 +281,22 @@ async fn worker_loop(ctx: Arc<Ctx>, index: usize, cancel: watch::Receiver<bool>)
     }
     if let Some(w) = worker {
         if *cancel.borrow() || *ctx.shared.halt.borrow() { w.kill().await } else { w.stop().await }
+    }
+    // The cost basis: this worker's time, as compute-seconds of the job's deployment.
+    let usage = sluice_store::UsageRow {
+        workspace: ctx.job.workspace.clone(),
+        kind: "batch".into(),
+        endpoint: ctx.job.endpoint.clone(),
+        deployment: ctx.job.deployment.clone(),
+        key_name: String::new(),
+        instance_type: "cpu-cluster".into(),
+        hour: crate::usage::current_hour(),
+        instance_seconds: 0.0,
+        compute_seconds: started.elapsed().as_secs_f64(),
+        tokens: 0,
+    };
+    if let Err(e) = ctx.batch.control.store.add_usage(&usage).await {
+        tracing::warn!(error = %e, job = %ctx.job.name, "cannot record batch usage");
     }
 }
 

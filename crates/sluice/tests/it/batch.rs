@@ -107,6 +107,12 @@ async fn the_sklearn_example_scores_a_folder_into_the_expected_predictions() {
     assert!(listed.contains(&name) && listed.contains("Completed"), "{listed}");
     // Scale to zero: the job's workers are gone.
     no_workers_left(&data).await;
+    // Their time is in the usage records, as compute-seconds of the batch deployment.
+    let usage: serde_json::Value =
+        serde_json::from_str(&server.cli_ok(&["usage", "show", "--endpoint", "iris-batch"])).unwrap();
+    let record = &usage["records"][0];
+    assert_eq!(record["kind"], "batch", "{usage}");
+    assert!(record["compute_seconds"].as_f64().unwrap() > 0.0, "{usage}");
 }
 
 /// A deployment of `examples/batch-sklearn`'s driver in the default Python (no conda build).
