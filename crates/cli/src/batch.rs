@@ -76,7 +76,8 @@ pub struct InvokeArgs {
     /// The deployment to run on (default: the endpoint's default deployment).
     #[arg(short, long)]
     pub deployment_name: Option<String>,
-    /// A local folder (every file below it) or file; it is uploaded to the server.
+    /// A local folder (every file below it) or file, uploaded to the server; or a registered
+    /// data asset, `azureml:NAME@latest` or `azureml:NAME:VERSION` (`sluice data create`).
     #[arg(long)]
     pub input: PathBuf,
     /// uri_folder or uri_file (default: what --input is).
@@ -194,10 +195,30 @@ fn checked_endpoint(doc: &SpecDoc) -> Result<BatchEndpointSpec, CliError> {
     Ok(spec)
 }
 
-/// Checks the input locally, uploads it, and starts the job.
+/// Checks the input locally, uploads it, and starts the job; a data asset is sent as named
+/// (the server resolves and pins its version).
 async fn invoke(ctx: &Ctx, args: InvokeArgs) -> Result<(), CliError> {
-    let mut doc = SpecDoc::empty("command line");
     let input = &args.input;
+    if let Some(reference) = input.to_str().and_then(sluice_api::data::reference) {
+        reference.map_err(|e| CliError::usage(format!("--input {e}")))?;
+        let mut input = serde_json::json!({ "path": input.to_str() });
+        if let Some(t) = args.input_type.as_deref() {
+            match sluice_api::InputTypeWire::parse(t) {
+                Some(w) => input["type"] = w.as_str().into(),
+                None => return Err(CliError::usage(format!("--input-type {t:?}: expected uri_folder or uri_file"))),
+            }
+        }
+        let mut doc = job_doc(&args)?;
+        doc.set("input", serde_yaml::to_value(input).unwrap_or_default());
+        doc.apply_sets(&args.set)?;
+        let body: BatchJobCreate = doc.typed()?;
+        let job = ctx
+            .client
+            .invoke_batch_endpoint(&args.name, &body)
+            .await
+            .map_err(|e| CliError::client_from("command line", e))?;
+        return print_one(ctx.output, &job);
+    }
     let meta = std::fs::metadata(input)
         .map_err(|e| CliError::usage(format!("--input {}: {e} (give a local folder or file)", input.display())))?;
     let actual = if meta.is_dir() { "uri_folder" } else { "uri_file" };
@@ -216,22 +237,7 @@ async fn invoke(ctx: &Ctx, args: InvokeArgs) -> Result<(), CliError> {
             None => return Err(CliError::usage(format!("--input-type {t:?}: expected uri_folder or uri_file"))),
         },
     };
-    if let Some(d) = &args.deployment_name {
-        doc.set("deployment_name", d.as_str());
-    }
-    if let Some(n) = &args.job_name {
-        doc.set("name", n.as_str());
-    }
-    if let Some(p) = &args.output_path {
-        let abs = std::path::absolute(p).map_err(|e| CliError::usage(format!("--output-path {}: {e}", p.display())))?;
-        doc.set("output_path", abs.display().to_string());
-    }
-    if let Some(n) = args.mini_batch_size {
-        doc.set("mini_batch_size", u64::from(n));
-    }
-    if let Some(n) = args.instance_count {
-        doc.set("instance_count", u64::from(n));
-    }
+    let mut doc = job_doc(&args)?;
     doc.set(
         "input",
         serde_yaml::to_value(serde_json::json!({"type": input_type, "path": "pending upload"})).unwrap_or_default(),
@@ -248,6 +254,28 @@ async fn invoke(ctx: &Ctx, args: InvokeArgs) -> Result<(), CliError> {
         .await
         .map_err(|e| CliError::client_from("command line", e))?;
     print_one(ctx.output, &job)
+}
+
+/// The job's fields from the flags (all but the input and `--set`).
+fn job_doc(args: &InvokeArgs) -> Result<SpecDoc, CliError> {
+    let mut doc = SpecDoc::empty("command line");
+    if let Some(d) = &args.deployment_name {
+        doc.set("deployment_name", d.as_str());
+    }
+    if let Some(n) = &args.job_name {
+        doc.set("name", n.as_str());
+    }
+    if let Some(p) = &args.output_path {
+        let abs = std::path::absolute(p).map_err(|e| CliError::usage(format!("--output-path {}: {e}", p.display())))?;
+        doc.set("output_path", abs.display().to_string());
+    }
+    if let Some(n) = args.mini_batch_size {
+        doc.set("mini_batch_size", u64::from(n));
+    }
+    if let Some(n) = args.instance_count {
+        doc.set("instance_count", u64::from(n));
+    }
+    Ok(doc)
 }
 
 #[cfg(test)]

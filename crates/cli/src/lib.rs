@@ -7,6 +7,7 @@
 
 mod batch;
 mod batch_deployment;
+mod data;
 mod deployment;
 mod endpoint;
 mod environment;
@@ -23,6 +24,7 @@ mod wait;
 
 pub use batch::BatchEndpointCommand;
 pub use batch_deployment::BatchDeploymentCommand;
+pub use data::DataCommand;
 pub use deployment::DeploymentCommand;
 pub use endpoint::EndpointCommand;
 pub use environment::EnvironmentCommand;
@@ -64,6 +66,9 @@ pub enum Command {
     /// Register, show and list environments (conda files, or custom containers).
     #[command(subcommand)]
     Environment(EnvironmentCommand),
+    /// Register, show and list data assets (folders or files that batch jobs read).
+    #[command(subcommand)]
+    Data(DataCommand),
     /// What ran and what it cost.
     #[command(subcommand)]
     Usage(UsageCommand),
@@ -112,6 +117,7 @@ async fn execute(global: &GlobalArgs, cmd: Command) -> Result<(), CliError> {
     match cmd {
         Command::Model(c) => model::run(&ctx, c).await,
         Command::Environment(c) => environment::run(&ctx, c).await,
+        Command::Data(c) => data::run(&ctx, c).await,
         Command::Usage(c) => usage::run(&ctx, c).await,
         Command::OnlineEndpoint(c) => endpoint::run(&ctx, c).await,
         Command::OnlineDeployment(c) => deployment::run(&ctx, c).await,

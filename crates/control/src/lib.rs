@@ -9,6 +9,7 @@ mod artifacts;
 mod autoscaler;
 pub mod batch;
 mod clock;
+mod data_assets;
 mod deployments;
 mod endpoints;
 mod environments;
@@ -70,6 +71,7 @@ pub fn router(control: Arc<Control>) -> Router {
     let protected = Router::new()
         .merge(models::routes())
         .merge(registered_environments::routes())
+        .merge(data_assets::routes())
         .merge(usage::routes())
         .merge(artifacts::routes())
         .merge(endpoints::routes())

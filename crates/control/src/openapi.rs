@@ -10,6 +10,7 @@ use utoipa::OpenApi;
         crate::models::create, crate::models::show, crate::models::list_all, crate::models::list_versions, crate::models::remove,
         crate::registered_environments::create, crate::registered_environments::show,
         crate::registered_environments::list_all, crate::registered_environments::list_versions,
+        crate::data_assets::create, crate::data_assets::show, crate::data_assets::list_all, crate::data_assets::list_versions,
         crate::usage::show,
         crate::endpoints::create, crate::endpoints::update, crate::endpoints::show, crate::endpoints::list, crate::endpoints::remove,
         crate::endpoints::get_credentials, crate::endpoints::regenerate_keys,
@@ -23,7 +24,7 @@ use utoipa::OpenApi;
         crate::batch::jobs::invoke, crate::batch::jobs::list_for_endpoint, crate::batch::jobs::list, crate::batch::jobs::show,
         crate::batch::jobs::cancel, crate::batch::jobs::outputs, crate::batch::jobs::logs,
     ),
-    tags((name = "models"), (name = "environments"), (name = "usage"), (name = "online-endpoints"), (name = "online-deployments"),
+    tags((name = "models"), (name = "environments"), (name = "data"), (name = "usage"), (name = "online-endpoints"), (name = "online-deployments"),
         (name = "batch-endpoints"), (name = "batch-deployments"), (name = "jobs"))
 )]
 struct ApiDoc;

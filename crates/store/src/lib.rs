@@ -5,6 +5,7 @@
 
 mod batch;
 mod batch_jobs;
+mod data_assets;
 mod deployments;
 mod endpoints;
 mod environments;
@@ -17,6 +18,7 @@ pub use batch_jobs::{
     BatchJobRow, JobTransition, MINI_BATCH_COMMITTED, MINI_BATCH_FAILED, MINI_BATCH_PENDING, MiniBatchCounts,
     MiniBatchOutcome, MiniBatchRow,
 };
+pub use data_assets::DataAssetRow;
 pub use deployments::DeploymentRow;
 pub use endpoints::EndpointRow;
 pub use environments::EnvironmentRow;

@@ -43,7 +43,9 @@ pub struct JobInput {
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub input_type: Option<InputTypeWire>,
     /// An uploaded artifact (`sha256:<hex>`, what the CLI sends after uploading a local folder
-    /// or file), or an absolute path on the server's machine (`/data/in`, `file:///data/in`).
+    /// or file), a registered data asset (`azureml:NAME:VERSION`, `azureml:NAME@latest`; a job
+    /// shows the version it pinned), or an absolute path on the server's machine (`/data/in`,
+    /// `file:///data/in`).
     pub path: String,
 }
 

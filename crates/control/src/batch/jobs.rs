@@ -48,7 +48,7 @@ fn local_path(field_name: &str, text: &str) -> Result<PathBuf, ApiError> {
     Err(field(
         field_name,
         format!(
-            "{text:?}: expected an absolute path on the server's machine (or an uploaded artifact, sha256:<hex>); datastore and https URIs are not supported yet"
+            "{text:?}: expected an absolute path on the server's machine, an uploaded artifact (sha256:<hex>) or a data asset (azureml:NAME:VERSION, azureml:NAME@latest); datastore and https URIs are not supported yet"
         ),
     ))
 }
@@ -74,6 +74,22 @@ fn resolve_input(batch: &Batch, input: &JobInput) -> Result<(PathBuf, InputTypeW
         )),
         _ => Ok((root, actual)),
     }
+}
+
+/// An input naming a data asset (`azureml:NAME:VERSION`, `azureml:NAME@latest`) becomes the
+/// asset's artifact, pinned: returns the input to read and the path the job shows (the asset's
+/// `azureml:NAME:VERSION`, or the input's own path).
+async fn data_asset_input(batch: &Batch, ws: &str, input: &JobInput) -> Result<(JobInput, String), ApiError> {
+    let Some(reference) = sluice_api::data::reference(&input.path) else {
+        return Ok((input.clone(), input.path.clone()));
+    };
+    let (name, version) = reference.map_err(|m| field("input.path", m))?;
+    let asset = crate::data_assets::resolve(&batch.control, ws, &name, version.as_deref()).await?;
+    let pinned = format!("azureml:{}:{}", asset.name, asset.version);
+    if let Some(t) = input.input_type.filter(|t| t.as_str() != asset.data_type) {
+        return Err(field("input.type", format!("data asset {pinned} is a {}, not a {}", asset.data_type, t.as_str())));
+    }
+    Ok((JobInput { input_type: input.input_type, path: asset.artifact }, pinned))
 }
 
 /// Plans and records a job (and its mini-batches) in one transaction; it starts when the
@@ -111,7 +127,8 @@ pub(super) async fn create_job(
         Some(n) => job_name(n).map_err(|e| field("name", e.0))?,
         None => format!("batchjob-{}", uuid::Uuid::new_v4()),
     };
-    let (root, input_type) = resolve_input(batch, &body.input)?;
+    let (input, shown) = data_asset_input(batch, ws, &body.input).await?;
+    let (root, input_type) = resolve_input(batch, &input)?;
     let job_dir = batch.jobs_root().join(&name);
     let output_dir = match &body.output_path {
         Some(p) => {
@@ -132,7 +149,7 @@ pub(super) async fn create_job(
         return Err(field("input.path", format!("{} holds no files", root.display())));
     }
     let batches = mini_batches(&files, plan.settings.mini_batch_size);
-    let input = serde_json::json!({ "type": input_type.as_str(), "path": body.input.path, "root": root });
+    let input = serde_json::json!({ "type": input_type.as_str(), "path": shown, "root": root });
     let row = BatchJobRow {
         workspace: ws.to_owned(),
         name: name.clone(),

@@ -105,6 +105,40 @@ async fn the_sklearn_example_scores_a_folder_into_the_expected_predictions() {
     assert!(got == want, "predictions.csv differs:\n{}", String::from_utf8_lossy(&got));
     let listed = server.cli_ok(&["batch-endpoint", "list-jobs", "--name", "iris-batch", "-o", "table"]);
     assert!(listed.contains(&name) && listed.contains("Completed"), "{listed}");
+
+    // The same folder as a registered data asset, named by the job and pinned to its version.
+    let yml = tmp.path().join("iris-rows.yml");
+    let rows = example.join("data");
+    std::fs::write(&yml, format!("name: iris-rows\nversion: 1\ntype: uri_folder\npath: {}\n", rows.display())).unwrap();
+    let asset = json(&server.cli_ok(&["data", "create", "--file", yml.to_str().unwrap()]));
+    assert_eq!((&asset["id"], &asset["type"]), (&"azureml:iris-rows:1".into(), &"uri_folder".into()), "{asset}");
+    let shown = json(&server.cli_ok(&["data", "show", "--name", "iris-rows", "--label", "latest"]));
+    assert_eq!(shown["path"], asset["path"]);
+    let err = cli_err(&server, &["data", "create", "--file", yml.to_str().unwrap()]);
+    assert!(err.contains("iris-rows:1 already exists"), "{err}");
+    let by_asset = invoke(&server, "iris-batch", Path::new("azureml:iris-rows@latest"), &[]);
+    let job = json(&server.cli_ok(&["job", "stream", "--name", &by_asset]));
+    assert_eq!((&job["status"], &job["input"]["path"]), (&"Completed".into(), &"azureml:iris-rows:1".into()), "{job}");
+    let dl = tmp.path().join("dl-asset");
+    server.cli_ok(&["job", "download", "--name", &by_asset, "--download-path", dl.to_str().unwrap()]);
+    assert!(std::fs::read(dl.join("named-outputs/score/predictions.csv")).unwrap() == want);
+    let err =
+        cli_err(&server, &["batch-endpoint", "invoke", "--name", "iris-batch", "--input", "azureml:no-such@latest"]);
+    assert!(err.contains("data asset \"no-such\""), "{err}");
+    let err = cli_err(
+        &server,
+        &[
+            "batch-endpoint",
+            "invoke",
+            "--name",
+            "iris-batch",
+            "--input",
+            "azureml:iris-rows:1",
+            "--input-type",
+            "uri_file",
+        ],
+    );
+    assert!(err.contains("data asset azureml:iris-rows:1 is a uri_folder, not a uri_file"), "{err}");
     // Scale to zero: the job's workers are gone.
     no_workers_left(&data).await;
     // Their time is in the usage records, as compute-seconds of the batch deployment.
