@@ -154,7 +154,7 @@ pub async fn remove(
     Path((ws, name, version)): Path<(String, String, String)>,
 ) -> Result<StatusCode, ApiError> {
     check_workspace(&ws)?;
-    let users: Vec<String> = control
+    let mut users: Vec<String> = control
         .store
         .list_deployments(None)
         .await?
@@ -162,6 +162,15 @@ pub async fn remove(
         .filter(|d| d.workspace == ws && d.model_name == name && d.model_version == version)
         .map(|d| format!("{}/{}", d.endpoint, d.name))
         .collect();
+    users.extend(
+        control
+            .store
+            .list_batch_deployments(None)
+            .await?
+            .into_iter()
+            .filter(|d| d.workspace == ws && d.model_name == name && d.model_version == version)
+            .map(|d| format!("{}/{} (batch)", d.endpoint, d.name)),
+    );
     if !users.is_empty() {
         return Err(ApiError::Conflict(format!(
             "model {name}:{version} is used by deployment(s) {}; delete them first",

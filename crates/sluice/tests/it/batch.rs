@@ -147,6 +147,14 @@ async fn the_sklearn_example_scores_a_folder_into_the_expected_predictions() {
     let record = &usage["records"][0];
     assert_eq!(record["kind"], "batch", "{usage}");
     assert!(record["compute_seconds"].as_f64().unwrap() > 0.0, "{usage}");
+    // The model a batch deployment uses cannot be deleted from under it.
+    let deployment =
+        server.cli_ok(&["batch-deployment", "show", "--name", "iris-sklearn-dpl", "--endpoint-name", "iris-batch"]);
+    let model = json(&deployment)["model"].as_str().unwrap_or_default().to_owned();
+    let (name, version) = model.trim_start_matches("azureml:").split_once(':').expect("a pinned model reference");
+    let out = server.cli(&["model", "delete", "--name", name, "--version", version]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("iris-batch/iris-sklearn-dpl (batch)"), "{err}");
 }
 
 /// A deployment of `examples/batch-sklearn`'s driver in the default Python (no conda build).
