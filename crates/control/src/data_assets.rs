@@ -44,9 +44,8 @@ pub async fn resolve(control: &Control, ws: &str, name: &str, version: Option<&s
             .await?
             .ok_or_else(|| ApiError::NotFound(format!("data asset {name}:{v} not found"))),
         None => {
-            let mut all = control.store.list_data_assets(ws, Some(name)).await?;
-            all.sort_by_key(|m| ModelVersion::parse(&m.version).map(|v| v.sort_key()).ok());
-            all.pop().ok_or_else(|| {
+            let all = control.store.list_data_assets(ws, Some(name)).await?;
+            crate::models::newest(all, |m| &m.version).ok_or_else(|| {
                 ApiError::NotFound(format!(
                     "data asset {name:?} has no versions: register it with `sluice data create`"
                 ))

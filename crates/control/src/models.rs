@@ -41,6 +41,13 @@ pub fn to_wire(m: ModelRow) -> Model {
     }
 }
 
+/// The highest version of a registered asset (models, environments, data assets), as `latest`
+/// means.
+pub(crate) fn newest<T>(mut versions: Vec<T>, version: impl Fn(&T) -> &str) -> Option<T> {
+    versions.sort_by_key(|m| ModelVersion::parse(version(m)).map(|v| v.sort_key()).ok());
+    versions.pop()
+}
+
 /// Resolves `version` (a version or `latest`) to a stored model.
 pub async fn resolve(control: &Control, ws: &str, name: &str, version: Option<&str>) -> Result<ModelRow, ApiError> {
     match version.filter(|v| *v != "latest") {
@@ -50,9 +57,8 @@ pub async fn resolve(control: &Control, ws: &str, name: &str, version: Option<&s
             .await?
             .ok_or_else(|| ApiError::NotFound(format!("model {name}:{v} not found"))),
         None => {
-            let mut all = control.store.list_models(ws, Some(name)).await?;
-            all.sort_by_key(|m| ModelVersion::parse(&m.version).map(|v| v.sort_key()).ok());
-            all.pop().ok_or_else(|| ApiError::NotFound(format!("model {name:?} has no versions")))
+            let all = control.store.list_models(ws, Some(name)).await?;
+            newest(all, |m| &m.version).ok_or_else(|| ApiError::NotFound(format!("model {name:?} has no versions")))
         }
     }
 }

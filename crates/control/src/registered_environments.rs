@@ -64,9 +64,8 @@ pub async fn resolve(
             .await?
             .ok_or_else(|| ApiError::NotFound(format!("environment {name}:{v} not found"))),
         None => {
-            let mut all = control.store.list_environments(ws, Some(name)).await?;
-            all.sort_by_key(|m| ModelVersion::parse(&m.version).map(|v| v.sort_key()).ok());
-            all.pop().ok_or_else(|| {
+            let all = control.store.list_environments(ws, Some(name)).await?;
+            crate::models::newest(all, |m| &m.version).ok_or_else(|| {
                 ApiError::NotFound(format!(
                     "environment {name:?} has no versions: register it with `sluice environment create`"
                 ))

@@ -8,6 +8,7 @@ mod binary;
 mod errors;
 mod score;
 pub mod swagger;
+mod swagger_schema;
 mod v2;
 mod v2_wire;
 
