@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # The test command (README): provisions what the tests need, then runs every test.
+#   - cmake and libclang, which building llama.cpp needs (scripts/build-deps.sh);
 #   - ONNX Runtime's shared library, from the PyPI wheel onnxruntime==1.31.1 (no other source
 #     builds offline here), into $SLUICE_CACHE;
 #   - a Python venv with tritonclient, onnxruntime and friends, for the client checks;
@@ -9,6 +10,7 @@ cd "$(dirname "$0")/.."
 export SLUICE_CACHE="${SLUICE_CACHE:-$HOME/.cache/sluice}"
 mkdir -p "$SLUICE_CACHE"
 
+bash scripts/build-deps.sh
 command -v python3 >/dev/null || { echo "error: python3 is required (apt-get install python3 python3-venv)" >&2; exit 1; }
 python3 -c 'import venv, ensurepip' 2>/dev/null || {
   echo "installing python3-venv" >&2

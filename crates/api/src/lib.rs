@@ -15,6 +15,7 @@ pub mod error;
 pub mod model;
 pub mod rollout;
 mod scale;
+pub mod serverless;
 pub mod usage;
 pub mod validate;
 pub mod yaml;

@@ -17,6 +17,7 @@ mod job;
 mod model;
 mod output;
 mod rollout;
+mod serverless;
 mod spec_file;
 mod traffic;
 mod usage;
@@ -32,6 +33,7 @@ pub use job::JobCommand;
 pub use model::ModelCommand;
 pub use output::OutputFormat;
 pub use rollout::{RolloutAction, RolloutArgs};
+pub use serverless::{CatalogCommand, ServerlessCommand};
 pub use usage::UsageCommand;
 
 use error::CliError;
@@ -87,6 +89,12 @@ pub enum Command {
     /// Follow, cancel and download batch jobs.
     #[command(subcommand)]
     Job(JobCommand),
+    /// The models serverless endpoints can serve.
+    #[command(subcommand)]
+    ModelCatalog(CatalogCommand),
+    /// Manage serverless API endpoints: a catalog model behind keys, limits and token metering.
+    #[command(subcommand)]
+    ServerlessEndpoint(ServerlessCommand),
 }
 
 /// What every command needs: the client and the output format.
@@ -124,6 +132,8 @@ async fn execute(global: &GlobalArgs, cmd: Command) -> Result<(), CliError> {
         Command::BatchEndpoint(c) => batch::run_endpoint(&ctx, c).await,
         Command::BatchDeployment(c) => batch_deployment::run_deployment(&ctx, c).await,
         Command::Job(c) => job::run(&ctx, c).await,
+        Command::ModelCatalog(c) => serverless::run_catalog(&ctx, c).await,
+        Command::ServerlessEndpoint(c) => serverless::run_endpoint(&ctx, c).await,
     }
 }
 

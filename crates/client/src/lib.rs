@@ -13,6 +13,7 @@ mod environments;
 mod error;
 mod models;
 mod rollouts;
+mod serverless;
 mod usage;
 
 pub use endpoints::ScoreResponse;

@@ -23,6 +23,7 @@ mod replica_plan;
 mod rollout_driver;
 mod rollouts;
 pub mod secrets;
+pub mod serverless;
 mod usage;
 
 pub use artifacts::ArtifactStore;
@@ -63,6 +64,10 @@ pub struct Control {
     pub server_epoch: String,
     /// Lifetime of `aml_token`s, seconds.
     pub token_lifetime_s: i64,
+    /// The engines behind serverless endpoints.
+    pub engines: serverless::Engines,
+    /// What the gateway metered for serverless endpoints (shared with the gateway).
+    pub gateway_meter: sluice_gateway::serverless::ServerlessMeter,
 }
 
 /// The management API: `/api/v1/...`, every route but `/api/v1/openapi.json` behind the admin
@@ -77,6 +82,7 @@ pub fn router(control: Arc<Control>) -> Router {
         .merge(endpoints::routes())
         .merge(deployments::routes())
         .merge(rollouts::routes())
+        .merge(serverless::routes())
         .route_layer(axum::middleware::from_fn_with_state(control.clone(), admin_auth::require_admin));
     Router::new()
         .route("/api/v1/openapi.json", axum::routing::get(openapi::serve))

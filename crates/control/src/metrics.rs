@@ -58,6 +58,22 @@ const FAMILIES: &[(&str, &str, &str)] = &[
         "Mini-batches of each queued or running batch job: total, committed, failed.",
     ),
     ("sluice_batch_job_items", "gauge", "Items of each queued or running batch job: scored and failed."),
+    ("sluice_serverless_requests_total", "counter", "Requests a serverless endpoint answered (refusals excluded)."),
+    (
+        "sluice_serverless_requests_refused_total",
+        "counter",
+        "Requests a serverless endpoint refused with 429 (requests or tokens per minute).",
+    ),
+    (
+        "sluice_serverless_tokens_total",
+        "counter",
+        "Tokens a serverless endpoint billed, by kind: prompt or completion.",
+    ),
+    (
+        "sluice_serverless_streams_cut_total",
+        "counter",
+        "Streamed answers the client closed before the engine finished.",
+    ),
 ];
 
 /// Prometheus text format.
@@ -123,6 +139,14 @@ async fn render(control: &Control) -> String {
         samples.add("sluice_mirror_agreed_total", &labels, s.agreed);
     }
     batch(control, &mut samples).await;
+    for (endpoint, t) in control.gateway_meter.totals() {
+        let labels = format!("endpoint=\"{}\"", escape(&endpoint));
+        samples.add("sluice_serverless_requests_total", &labels, t.requests);
+        samples.add("sluice_serverless_requests_refused_total", &labels, t.refused);
+        samples.add("sluice_serverless_tokens_total", &format!("{labels},kind=\"prompt\""), t.prompt_tokens);
+        samples.add("sluice_serverless_tokens_total", &format!("{labels},kind=\"completion\""), t.completion_tokens);
+        samples.add("sluice_serverless_streams_cut_total", &labels, t.streams_cut);
+    }
     let mut out = String::new();
     for (name, kind, help) in FAMILIES {
         let _ = writeln!(out, "# HELP {name} {help}");
@@ -132,7 +156,60 @@ async fn render(control: &Control) -> String {
             out.push('\n');
         }
     }
+    out.push_str(&engines(control).await);
     out
+}
+
+/// The serverless engines' own families (`sluice_llm_*`), scraped from each engine and labelled
+/// with its catalog model. An engine that does not answer within a second is left out.
+async fn engines(control: &Control) -> String {
+    let ready = control.backend.endpoints().borrow().clone();
+    let mut engines: Vec<(&String, &Vec<std::net::SocketAddr>)> =
+        ready.iter().filter(|(id, _)| id.starts_with("serverless/")).collect();
+    engines.sort();
+    let mut declared = std::collections::HashSet::new();
+    let mut out = String::new();
+    for (id, addrs) in engines {
+        let Some(addr) = addrs.first() else { continue };
+        let model = escape(id.trim_start_matches("serverless/"));
+        let Some(text) = scrape(*addr).await else { continue };
+        for line in text.lines() {
+            if line.starts_with('#') {
+                let family = line.split_whitespace().nth(2).unwrap_or("").to_owned();
+                let kind = line.split_whitespace().nth(1).unwrap_or("").to_owned();
+                if declared.insert((family, kind)) {
+                    out.push_str(line);
+                    out.push('\n');
+                }
+                continue;
+            }
+            let Some((name, value)) = line.split_once(' ') else { continue };
+            let labelled = match name.split_once('{') {
+                Some((n, rest)) => format!("{n}{{model=\"{model}\",{rest} {value}"),
+                None => format!("{name}{{model=\"{model}\"}} {value}"),
+            };
+            out.push_str(&labelled);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// `GET /metrics` of one engine over HTTP/1.0 (one short-lived connection on loopback).
+async fn scrape(addr: std::net::SocketAddr) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let fetch = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+        s.write_all(b"GET /metrics HTTP/1.0\r\nHost: engine\r\n\r\n").await.ok()?;
+        let mut buf = Vec::new();
+        s.take(1 << 20).read_to_end(&mut buf).await.ok()?;
+        let text = String::from_utf8(buf).ok()?;
+        let (head, body) = text.split_once("\r\n\r\n")?;
+        head.starts_with("HTTP/1.1 200")
+            .then(|| body.to_owned())
+            .or_else(|| head.starts_with("HTTP/1.0 200").then(|| body.to_owned()))
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(1), fetch).await.ok().flatten()
 }
 
 /// Batch jobs: counts by status, and the progress of those not finished.

@@ -357,7 +357,8 @@ impl Reconciler {
             };
             endpoints.insert(ep.name, route);
         }
-        Ok(RoutingTable { endpoints })
+        let serverless = crate::serverless::routes_of(store, &self.inner.secrets).await?;
+        Ok(RoutingTable { endpoints, serverless })
     }
 }
 

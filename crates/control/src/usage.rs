@@ -67,7 +67,7 @@ pub(crate) fn current_hour() -> String {
     hour_start(time::OffsetDateTime::now_utc())
 }
 
-fn hour_start(t: time::OffsetDateTime) -> String {
+pub(crate) fn hour_start(t: time::OffsetDateTime) -> String {
     let t = t.replace_minute(0).and_then(|t| t.replace_second(0)).and_then(|t| t.replace_nanosecond(0)).unwrap_or(t);
     t.format(&Rfc3339).unwrap_or_else(|_| clock::now_rfc3339())
 }
@@ -128,7 +128,7 @@ pub async fn show(
     }))
 }
 
-fn parse_since(s: &str) -> Option<time::OffsetDateTime> {
+pub(crate) fn parse_since(s: &str) -> Option<time::OffsetDateTime> {
     if let Ok(t) = time::OffsetDateTime::parse(s, &Rfc3339) {
         return Some(t);
     }

@@ -14,6 +14,7 @@ mod collector;
 mod mirror;
 mod proxy;
 mod routes;
+pub mod serverless;
 pub mod stats;
 mod table;
 
@@ -21,4 +22,4 @@ pub use collector::DataCollector;
 pub use mirror::outputs_agree;
 pub use routes::{DEPLOYMENT_HEADER, GatewayState, MAX_BODY_BYTES, router};
 pub use stats::TrafficStats;
-pub use table::{DeploymentRoute, EndpointRoute, ReplicaAddrs, RoutingTable};
+pub use table::{DeploymentRoute, EndpointRoute, ReplicaAddrs, RoutingTable, ServerlessRoute};

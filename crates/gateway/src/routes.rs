@@ -44,8 +44,10 @@ pub struct GatewayState {
     pub tokens: TokenSigner,
     pub stats: TrafficStats,
     pub admissions: Admissions,
+    /// Rate windows and token usage of serverless endpoints.
+    pub serverless: crate::serverless::ServerlessMeter,
     collector: Option<DataCollector>,
-    client: ReplicaClient,
+    pub(crate) client: ReplicaClient,
     mirror_limits: MirrorLimits,
     next: Arc<AtomicUsize>,
 }
@@ -75,6 +77,7 @@ impl GatewayState {
             tokens,
             stats,
             admissions,
+            serverless: crate::serverless::ServerlessMeter::default(),
             collector: None,
             client: crate::proxy::replica_client(),
             mirror_limits: MirrorLimits::default(),
@@ -89,7 +92,7 @@ impl GatewayState {
     }
 
     /// A ready replica of `replica_set`, round-robin, skipping `avoid`.
-    fn pick_replica(&self, replica_set: &str, avoid: Option<SocketAddr>) -> Option<SocketAddr> {
+    pub(crate) fn pick_replica(&self, replica_set: &str, avoid: Option<SocketAddr>) -> Option<SocketAddr> {
         let replicas = self.replicas.borrow();
         let addrs = replicas.get(replica_set).filter(|a| !a.is_empty())?;
         let start = self.next.fetch_add(1, Ordering::Relaxed);
@@ -101,6 +104,8 @@ pub fn router(state: GatewayState) -> Router {
     Router::new()
         .route("/endpoints/{endpoint}", any(handle_root))
         .route("/endpoints/{endpoint}/{*rest}", any(handle))
+        .route("/serverless/{name}", any(crate::serverless::handle_root))
+        .route("/serverless/{name}/{*rest}", any(crate::serverless::handle))
         .with_state(state)
 }
 
@@ -389,7 +394,7 @@ fn authorized(tokens: &TokenSigner, ep: &EndpointRoute, headers: &HeaderMap) -> 
 }
 
 /// The caller's `x-request-id` when it is a sane length, else a fresh UUID.
-fn request_id(headers: &HeaderMap) -> String {
+pub(crate) fn request_id(headers: &HeaderMap) -> String {
     headers
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())

@@ -12,6 +12,20 @@ pub type ReplicaAddrs = Arc<HashMap<String, Vec<SocketAddr>>>;
 #[derive(Debug, Default)]
 pub struct RoutingTable {
     pub endpoints: HashMap<String, EndpointRoute>,
+    /// Serverless API endpoints by name (`/serverless/{name}/...`).
+    pub serverless: HashMap<String, ServerlessRoute>,
+}
+
+/// One serverless endpoint: its keys, limits and the shared engine replica set it calls.
+#[derive(Debug, Clone)]
+pub struct ServerlessRoute {
+    pub workspace: String,
+    /// SHA-256 of the primary and secondary keys.
+    pub key_hashes: [[u8; 32]; 2],
+    /// The engine's replica-set id, shared by every endpoint on the same catalog model.
+    pub replica_set: String,
+    pub tokens_per_minute: u64,
+    pub requests_per_minute: u64,
 }
 
 #[derive(Debug)]

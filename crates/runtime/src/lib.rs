@@ -6,6 +6,7 @@ pub mod datatype;
 pub mod error;
 pub mod http;
 pub mod infer;
+pub mod llm;
 pub mod mlflow;
 pub mod mlflow_input;
 pub mod mlflow_output;

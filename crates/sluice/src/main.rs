@@ -30,6 +30,9 @@ enum Command {
     /// (started by the server; not for direct use).
     #[command(hide = true, name = "replica-command")]
     ReplicaCustom(sluice_runtime::CommandReplicaArgs),
+    /// Run one LLM or embedding replica (started by the server; not for direct use).
+    #[command(hide = true, name = "replica-llm")]
+    ReplicaLlm(sluice_runtime::llm::LlmReplicaArgs),
     /// Run one deployment locally in the foreground (no server, no auth), restarting on changes.
     Serve(serve::ServeArgs),
     /// Print the management API's OpenAPI document.
@@ -45,6 +48,7 @@ fn main() -> ExitCode {
         Command::Replica(args) => sluice_runtime::replica_main(args),
         Command::ReplicaPython(args) => sluice_runtime::python_replica_main(args),
         Command::ReplicaCustom(args) => sluice_runtime::command_replica_main(args),
+        Command::ReplicaLlm(args) => sluice_runtime::llm::llm_replica_main(args),
         Command::Serve(args) => serve::main(args),
         Command::Openapi => {
             println!("{}", sluice_control::openapi_json());

@@ -118,12 +118,19 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         admissions: admissions.clone(),
         prices: settings.prices.clone(),
         server_epoch: uuid::Uuid::new_v4().to_string(),
+        engines: sluice_control::serverless::Engines::new(
+            std::env::current_exe().context("cannot find the sluice binary")?,
+            settings.cache_dir.clone(),
+            data_dir.clone(),
+        ),
+        gateway_meter: sluice_gateway::serverless::ServerlessMeter::default(),
     });
     reconciler.publish_routes().await;
     tokio::spawn(reconciler.run());
     tokio::spawn(sluice_control::run_rollouts(control.clone()));
     tokio::spawn(sluice_control::run_autoscaler(control.clone()));
     tokio::spawn(sluice_control::run_meter(control.clone()));
+    tokio::spawn(sluice_control::serverless::run(control.clone()));
     let batch = sluice_control::batch::Batch::new(
         control.clone(),
         sluice_control::batch::BatchConfig {
@@ -136,8 +143,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     );
     batch.start();
 
-    let gateway = GatewayState::new(routes, backend.endpoints(), tokens, stats, admissions)
-        .with_collector(sluice_gateway::DataCollector::start(data_dir.join("data-collector")));
+    let mut gateway = GatewayState::new(routes, backend.endpoints(), tokens, stats, admissions);
+    gateway.serverless = control.gateway_meter.clone();
+    let gateway = gateway.with_collector(sluice_gateway::DataCollector::start(data_dir.join("data-collector")));
     // Batch endpoints' `/endpoints/{name}/jobs` is answered in front of the gateway; every other
     // data-plane request passes through to it unchanged.
     let data_plane = sluice_gateway::router(gateway)

@@ -11,6 +11,7 @@ mod endpoints;
 mod environments;
 mod models;
 mod rollouts;
+mod serverless;
 mod usage;
 
 pub use batch::{BatchDeploymentRow, BatchEndpointRow};
@@ -24,6 +25,7 @@ pub use endpoints::EndpointRow;
 pub use environments::EnvironmentRow;
 pub use models::ModelRow;
 pub use rollouts::RolloutRow;
+pub use serverless::{CatalogModelRow, ServerlessEndpointRow, ServerlessUsageRow};
 pub use usage::UsageRow;
 
 use sqlx::SqlitePool;

@@ -15,6 +15,7 @@ mod overload;
 mod python;
 mod rollout;
 mod serve;
+mod serverless;
 mod traffic;
 mod usage;
 mod validation;
