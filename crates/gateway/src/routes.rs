@@ -106,6 +106,7 @@ pub fn router(state: GatewayState) -> Router {
         .route("/endpoints/{endpoint}/{*rest}", any(handle))
         .route("/serverless/{name}", any(crate::serverless::handle_root))
         .route("/serverless/{name}/{*rest}", any(crate::serverless::handle))
+        .fallback(crate::serverless::by_host)
         .with_state(state)
 }
 

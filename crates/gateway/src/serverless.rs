@@ -260,6 +260,22 @@ pub(crate) async fn handle(
     response
 }
 
+/// Host-name routing, as Azure's `https://<name>.<region>.models.ai.azure.com`: a request to
+/// `http://<name>.<anything>/<path>` that no other route took goes to serverless endpoint
+/// `<name>` when there is one (point a wildcard DNS name at the server).
+pub(crate) async fn by_host(state: State<GatewayState>, req: Request) -> Response {
+    let host =
+        req.headers().get(http::header::HOST).and_then(|v| v.to_str().ok()).or_else(|| req.uri().host()).unwrap_or("");
+    let label = host.split(['.', ':']).next().unwrap_or("");
+    let known = host.contains('.') && state.routes.borrow().serverless.contains_key(label);
+    if !known {
+        return api_error(StatusCode::NOT_FOUND, "NotFound", format!("no route for {}", req.uri().path()));
+    }
+    let name = label.to_owned();
+    let rest = req.uri().path().trim_start_matches('/').to_owned();
+    handle(state, Path((name, rest)), req).await
+}
+
 /// Which key, if any, the request carries.
 fn key_of(route: &ServerlessRoute, headers: &HeaderMap) -> Option<KeyName> {
     let bearer = headers

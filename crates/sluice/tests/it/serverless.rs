@@ -304,3 +304,111 @@ async fn embeddings_and_the_openai_and_azure_clients_work_unmodified() {
     assert!(dot(&a, &z) > 0.9999, "the two clients got different vectors");
     assert!(dot(&a, &b) > 0.5, "similar sentences: {}", dot(&a, &b));
 }
+
+#[tokio::test]
+async fn users_add_their_own_gguf_and_endpoints_answer_on_their_host_name() {
+    let server = Server::start();
+    let tmp = tempfile::tempdir().unwrap();
+    // The built-in weights are where the engine's provisioner put them; a user's copy elsewhere.
+    let cache = std::env::var_os("SLUICE_CACHE")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(&std::env::var("HOME").unwrap()).join(".cache/sluice"));
+    let source = sluice_llm_weights_path(&cache);
+    let mine = tmp.path().join("my-model.gguf");
+    std::fs::copy(&source, &mine).unwrap();
+    let not_gguf = tmp.path().join("notes.txt");
+    std::fs::write(&not_gguf, "hello").unwrap();
+
+    let refused = server.cli(&[
+        "model-catalog",
+        "create",
+        "--name",
+        "mine",
+        "--path",
+        not_gguf.to_str().unwrap(),
+        "--task",
+        "chat-completion",
+    ]);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && err.contains("expected a GGUF file"), "{err}");
+    let refused = server.cli(&[
+        "model-catalog",
+        "create",
+        "--name",
+        "mine",
+        "--path",
+        mine.to_str().unwrap(),
+        "--task",
+        "vision",
+    ]);
+    assert!(!refused.status.success());
+    let added: serde_json::Value = serde_json::from_str(&server.cli_ok(&[
+        "model-catalog",
+        "create",
+        "--name",
+        "My-Smol",
+        "--path",
+        mine.to_str().unwrap(),
+        "--task",
+        "chat-completion",
+        "--context-length",
+        "512",
+        "--price-per-1k-input-tokens",
+        "0.5",
+        "--price-per-1k-output-tokens",
+        "1",
+    ]))
+    .unwrap();
+    assert_eq!((added["id"].as_str(), added["builtin"].as_bool()), (Some("my-smol"), Some(false)), "{added}");
+    assert!(added["source"].as_str().unwrap().starts_with("local:/"), "{added}");
+
+    create_endpoint(&server, tmp.path(), "mine", "azureml://registries/me/models/My-Smol", &[]);
+    let (key, _) = keys(&server, "mine");
+    let refused = server.cli(&["model-catalog", "delete", "--name", "my-smol", "--yes"]);
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("used by serverless endpoint(s) mine"));
+
+    // `http://mine.<anything>/chat/completions`, as Azure's `<name>.<region>.models.ai.azure.com`.
+    let r = http()
+        .post(format!("{}/chat/completions", server.url))
+        .header("host", "mine.models.localhost")
+        .header("api-key", &key)
+        .json(&serde_json::json!({"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4, "temperature": 0}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["model"], "My-Smol", "{body}");
+    // The context length is the catalog entry's, not the file's.
+    let long = serde_json::json!({"messages": [{"role": "user", "content": "word ".repeat(600)}]});
+    let r = post(&format!("{}/serverless/mine/chat/completions", server.url), ("api-key", &key), long).await;
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("512"));
+    // Other hosts and paths are not serverless endpoints.
+    let r = http()
+        .get(format!("{}/nothing-here", server.url))
+        .header("host", "nope.models.localhost")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+
+    let u = usage_after(&server, "mine", 1).await;
+    let cost = u["prompt_tokens"].as_f64().unwrap() / 1000.0 * 0.5 + u["completion_tokens"].as_f64().unwrap() / 1000.0;
+    assert!((u["cost"].as_f64().unwrap() - cost).abs() < 1e-9, "{u}");
+    server.cli_ok(&["serverless-endpoint", "delete", "--name", "mine", "--yes"]);
+    server.cli_ok(&["model-catalog", "delete", "--name", "my-smol", "--yes"]);
+    let out = server.cli(&["model-catalog", "show", "--name", "my-smol"]);
+    assert!(!out.status.success());
+}
+
+/// The built-in SmolLM2 GGUF, as the provisioner lays it out (the first test to need it
+/// provisions it through the server).
+fn sluice_llm_weights_path(cache: &Path) -> std::path::PathBuf {
+    let file = cache.join("models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
+    if !file.is_file() {
+        let source = sluice_llm::weights::builtin_source("smollm2-135m-instruct").unwrap();
+        sluice_llm::weights::provision(&source, cache).expect("provision SmolLM2");
+    }
+    file
+}
