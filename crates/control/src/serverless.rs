@@ -475,7 +475,7 @@ pub async fn usage(
         model.as_ref().map_or((0.0, 0.0), |m| (m.price_per_1k_input_tokens, m.price_per_1k_output_tokens));
     let records: Vec<ServerlessUsageRecord> = control
         .store
-        .list_serverless_usage(&ws, &name, since.as_deref())
+        .list_serverless_usage(&ws, Some(&name), since.as_deref())
         .await?
         .into_iter()
         .map(|r| ServerlessUsageRecord {
@@ -503,7 +503,7 @@ pub async fn usage(
 }
 
 /// Writes what the gateway metered since the last call.
-async fn flush_usage(control: &Control) {
+pub(crate) async fn flush_usage(control: &Control) {
     let _serial = control.engines.flush_lock.lock().await;
     let pending = control.gateway_meter.take_pending();
     if pending.is_empty() {

@@ -118,6 +118,28 @@ pub async fn show(
             rec
         })
         .collect();
+    // Serverless endpoints' tokens, per key, priced at their catalog model's prices.
+    crate::serverless::flush_usage(&control).await;
+    let mut records = records;
+    let endpoints = control.store.list_serverless_endpoints(Some(&ws)).await?;
+    let catalog = crate::serverless::catalog(&control.store).await?;
+    for r in control.store.list_serverless_usage(&ws, q.endpoint.as_deref(), since.as_deref()).await? {
+        let model_id = endpoints.iter().find(|e| e.name == r.endpoint).map(|e| e.catalog_model.clone());
+        let model = model_id.as_deref().and_then(|id| catalog.iter().find(|m| m.id == id));
+        let (pin, pout) = model.map_or((0.0, 0.0), |m| (m.price_per_1k_input_tokens, m.price_per_1k_output_tokens));
+        records.push(UsageRecord {
+            kind: "serverless".into(),
+            endpoint: r.endpoint,
+            deployment: model_id.unwrap_or_default(),
+            key_name: r.key_name,
+            instance_type: String::new(),
+            hour: r.hour,
+            instance_seconds: 0.0,
+            compute_seconds: 0.0,
+            tokens: r.prompt_tokens + r.completion_tokens,
+            cost: r.prompt_tokens as f64 / 1000.0 * pin + r.completion_tokens as f64 / 1000.0 * pout,
+        });
+    }
     Ok(axum::Json(UsageReport {
         total_instance_seconds: records.iter().map(|r| r.instance_seconds).sum(),
         total_compute_seconds: records.iter().map(|r| r.compute_seconds).sum(),

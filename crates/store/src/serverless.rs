@@ -153,18 +153,20 @@ impl Store {
         Ok(())
     }
 
-    /// One endpoint's records from the hour containing `since_hour` on, oldest first.
+    /// Records of `ws` (one endpoint's, when given) from the hour containing `since_hour` on,
+    /// oldest first.
     pub async fn list_serverless_usage(
         &self,
         ws: &str,
-        endpoint: &str,
+        endpoint: Option<&str>,
         since_hour: Option<&str>,
     ) -> Result<Vec<ServerlessUsageRow>, StoreError> {
         Ok(sqlx::query_as(
-            "SELECT * FROM serverless_usage WHERE workspace = ? AND endpoint = ? AND (? IS NULL OR hour >= ?)
-             ORDER BY hour, key_name",
+            "SELECT * FROM serverless_usage WHERE workspace = ? AND (? IS NULL OR endpoint = ?) AND (? IS NULL OR hour >= ?)
+             ORDER BY hour, endpoint, key_name",
         )
         .bind(ws)
+        .bind(endpoint)
         .bind(endpoint)
         .bind(since_hour)
         .bind(since_hour)

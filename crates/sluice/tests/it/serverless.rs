@@ -162,6 +162,16 @@ async fn chat_endpoints_share_an_engine_meter_tokens_and_stop_cut_streams() {
         u["records"].as_array().unwrap().iter().map(|r| r["key_name"].as_str().unwrap()).collect();
     assert!(keys_used.contains(&"primary") && keys_used.contains(&"secondary"), "{u}");
     assert_eq!(usage(&server, "chat-b")["requests"], 0, "usage is per endpoint");
+    // The workspace's cost report holds the same tokens, per key, as `serverless` records.
+    let report: serde_json::Value =
+        serde_json::from_str(&server.cli_ok(&["usage", "show", "--endpoint", "chat"])).unwrap();
+    let records = report["records"].as_array().unwrap();
+    assert!(
+        records.iter().all(|r| r["kind"] == "serverless" && r["deployment"] == "smollm2-135m-instruct"),
+        "{report}"
+    );
+    assert_eq!(report["total_tokens"].as_i64(), Some(seen.1 + seen.2), "{report}");
+    assert!((report["total_cost"].as_f64().unwrap() - cost).abs() < 1e-12, "{report}");
 
     // A prompt longer than the context gets a 4xx naming the limit.
     let long = serde_json::json!({"messages": [{"role": "user", "content": "word ".repeat(3000)}], "max_tokens": 4});
@@ -196,6 +206,24 @@ async fn chat_endpoints_share_an_engine_meter_tokens_and_stop_cut_streams() {
         assert!(Instant::now() < deadline, "the gateway did not count the cut stream");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+
+    // A real Prometheus parser reads the whole page, engine families included, and the
+    // gateway's token counters agree with what the answers reported.
+    let text = http().get(format!("{}/metrics", server.url)).send().await.unwrap().text().await.unwrap();
+    let samples = crate::overload::prometheus_samples(&text);
+    let sample = |name: &str, key: &str, value: &str| {
+        samples.iter().find(|s| s["name"] == name && s["labels"][key] == value).map(|s| s["value"].as_f64().unwrap())
+    };
+    assert!(sample("sluice_llm_generated_tokens_total", "model", "smollm2-135m-instruct").is_some());
+    let prompt_counted = samples
+        .iter()
+        .find(|s| {
+            s["name"] == "sluice_serverless_tokens_total"
+                && s["labels"]["endpoint"] == "chat"
+                && s["labels"]["kind"] == "prompt"
+        })
+        .map(|s| s["value"].as_f64().unwrap());
+    assert!(prompt_counted.unwrap() >= seen.1 as f64, "{prompt_counted:?} < {}", seen.1);
 
     // Regenerated keys: the old one stops working at once.
     server.cli_ok(&["serverless-endpoint", "regenerate-keys", "--name", "chat", "--key-type", "secondary"]);
