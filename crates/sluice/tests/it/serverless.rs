@@ -440,3 +440,32 @@ fn sluice_llm_weights_path(cache: &Path) -> std::path::PathBuf {
     }
     file
 }
+
+#[tokio::test]
+async fn a_restarted_server_brings_its_engines_back_with_the_same_keys_and_usage() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let mut server = Server::start_on(&data, &[]);
+    create_endpoint(&server, tmp.path(), "chat", "SmolLM2-135M-Instruct", &[]);
+    let (key, _) = keys(&server, "chat");
+    let body = serde_json::json!({"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4, "temperature": 0});
+    let url = |s: &Server| format!("{}/serverless/chat/chat/completions", s.url);
+    assert_eq!(post(&url(&server), ("api-key", &key), body.clone()).await.status(), 200);
+    let before = usage_after(&server, "chat", 1).await;
+    assert_eq!(before["requests"], 1, "{before}");
+    server.kill();
+
+    let server = Server::start_on(&data, &[]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = post(&url(&server), ("api-key", &key), body.clone()).await;
+        if r.status() == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the engine did not come back: {}", r.status());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let after = usage_after(&server, "chat", 2).await;
+    assert_eq!(after["requests"], 2, "{after}");
+    assert_eq!(engine_pids(&server).len(), 1);
+}
