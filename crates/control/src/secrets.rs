@@ -52,6 +52,23 @@ pub fn new_credential() -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// The key `regenerate-keys` stores for `body.key_type`: the caller's `keyValue`, or a fresh
+/// random key when it is absent or equals the current key (Azure's SDK sends the current key).
+pub(crate) fn rotated_key(
+    current: &sluice_api::endpoint::EndpointKeys,
+    body: &sluice_api::endpoint::RegenerateKeys,
+) -> Result<String, crate::ApiError> {
+    let current_value = match body.key_type {
+        sluice_api::endpoint::KeyType::Primary => &current.primary_key,
+        sluice_api::endpoint::KeyType::Secondary => &current.secondary_key,
+    };
+    match body.key_value.clone().filter(|v| v != current_value) {
+        Some(v) if v.len() >= 16 && v.len() <= 256 && v.chars().all(|c| c.is_ascii_graphic()) => Ok(v),
+        Some(_) => Err(crate::ApiError::BadRequest("keyValue must be 16-256 printable ASCII characters".into())),
+        None => Ok(new_credential()),
+    }
+}
+
 /// Reads the 32-byte key at `path`, creating it (mode 0600, written atomically) if absent.
 pub fn load_or_create_key(path: &Path) -> std::io::Result<[u8; 32]> {
     match std::fs::read(path) {

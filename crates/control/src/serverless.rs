@@ -425,15 +425,7 @@ pub async fn regenerate_keys(
 ) -> Result<axum::Json<EndpointKeys>, ApiError> {
     let mut row = load(&control, &ws, &name).await?;
     let current = keys(&control, &row)?;
-    let current_value = match body.key_type {
-        KeyType::Primary => &current.primary_key,
-        KeyType::Secondary => &current.secondary_key,
-    };
-    let fresh = match body.key_value.filter(|v| v != current_value) {
-        Some(v) if v.len() >= 16 && v.len() <= 256 && v.chars().all(|c| c.is_ascii_graphic()) => v,
-        Some(_) => return Err(ApiError::BadRequest("keyValue must be 16-256 printable ASCII characters".into())),
-        None => new_credential(),
-    };
+    let fresh = crate::secrets::rotated_key(&current, &body)?;
     match body.key_type {
         KeyType::Primary => row.primary_key_enc = control.secrets.encrypt(&fresh),
         KeyType::Secondary => row.secondary_key_enc = control.secrets.encrypt(&fresh),
