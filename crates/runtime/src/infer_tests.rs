@@ -16,6 +16,7 @@ fn iris(max_batch_size: u32) -> ModelInfo {
         max_batch_size,
         inputs: vec![spec("input", DataType::Fp32, vec![-1, 4])],
         outputs: vec![spec("label", DataType::Int64, vec![-1]), spec("probabilities", DataType::Fp32, vec![-1, 3])],
+        batching: None,
         mlflow: None,
         source: PathBuf::from("model.onnx"),
     }

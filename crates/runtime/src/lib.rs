@@ -1,6 +1,7 @@
 //! The replica side of Sluice: loads ONNX models (Triton repository or MLflow layout) and serves them over the
 //! KServe v2 REST protocol and the Azure ML MLflow `/score` contract.
 
+mod batch;
 pub mod command;
 pub mod datatype;
 pub mod error;

@@ -193,6 +193,7 @@ pub fn load_mlflow_model(dir: &Path, env: &Environment, options: &LoadOptions) -
         max_batch_size: 0,
         inputs,
         outputs,
+        batching: None,
         mlflow: Some(signature),
         source: model_path,
     };

@@ -21,6 +21,7 @@ fn iris_mlflow() -> ModelInfo {
         max_batch_size: 0,
         inputs: vec![spec("input", DataType::Fp32, vec![-1, 4])],
         outputs: vec![spec("label", DataType::Int64, vec![-1]), spec("probabilities", DataType::Fp32, vec![-1, 3])],
+        batching: None,
         mlflow: Some(MlflowSignature {
             inputs: Some(MlflowSchema::Columns(columns)),
             outputs: Some(MlflowSchema::Columns(vec![ColumnSpec {

@@ -45,10 +45,22 @@ pub struct ModelInfo {
     pub max_batch_size: u32,
     pub inputs: Vec<TensorSpec>,
     pub outputs: Vec<TensorSpec>,
+    /// Triton `dynamic_batching`: requests queued together are run as one batch (only when `max_batch_size > 0`).
+    pub batching: Option<Batching>,
     /// The MLflow signature, for the `/score` and `/invocations` routes.
     pub mlflow: Option<MlflowSignature>,
     /// The ONNX file the model was loaded from.
     pub source: PathBuf,
+}
+
+/// How requests are combined into batches, with Triton's `dynamic_batching` semantics: a worker that takes a
+/// request also takes the compatible requests already queued behind it, up to `max_batch_size` rows, and waits at
+/// most `max_queue_delay` for more unless the batch has reached a preferred size.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Batching {
+    pub max_queue_delay: std::time::Duration,
+    /// Batch sizes (rows) at which the worker stops waiting; empty means only `max_batch_size`.
+    pub preferred_batch_sizes: Vec<u32>,
 }
 
 impl ModelInfo {
@@ -77,6 +89,7 @@ fn names(specs: &[TensorSpec]) -> String {
 /// A model with one ONNX Runtime session per inference worker, so workers never wait on each other.
 pub struct LoadedModel {
     pub info: ModelInfo,
+    pub stats: ModelStats,
     sessions: Vec<Mutex<Session>>,
 }
 
@@ -88,7 +101,7 @@ impl std::fmt::Debug for LoadedModel {
 
 impl LoadedModel {
     pub(crate) fn new(info: ModelInfo, sessions: Vec<Session>) -> Self {
-        Self { info, sessions: sessions.into_iter().map(Mutex::new).collect() }
+        Self { info, stats: ModelStats::default(), sessions: sessions.into_iter().map(Mutex::new).collect() }
     }
 
     /// The session reserved for inference worker `worker`.
@@ -98,6 +111,83 @@ impl LoadedModel {
             .get(worker % self.sessions.len().max(1))
             .ok_or_else(|| InferError::internal(format!("model '{}' has no session", self.info.name)))?;
         Ok(slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
+    }
+}
+
+/// A count and the total time it took, as in Triton's statistics extension (`{"count", "ns"}`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct StatDuration {
+    pub count: u64,
+    pub ns: u64,
+}
+
+impl StatDuration {
+    fn add(&mut self, count: u64, elapsed: std::time::Duration) {
+        self.count += count;
+        self.ns = self.ns.saturating_add(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX));
+    }
+}
+
+/// What a model has done since the replica started, for `GET /v2/models/{model}/stats`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    /// Milliseconds since the Unix epoch of the last inference; 0 if none.
+    pub last_inference: u64,
+    /// Inferences performed: rows, so a request with a batch of 4 counts 4 (as Triton counts).
+    pub inference_count: u64,
+    /// Model executions: a batch of several requests counts once.
+    pub execution_count: u64,
+    /// Requests answered, with the time from queueing to answer.
+    pub success: StatDuration,
+    pub fail: StatDuration,
+    /// Time requests waited in the queue before their execution began.
+    pub queue: StatDuration,
+    /// Time in ONNX Runtime, per request (a batch's time counts for each request in it).
+    pub compute_infer: StatDuration,
+    /// Executions by batch size (rows): how many, and their time in ONNX Runtime.
+    pub batch_stats: std::collections::BTreeMap<u64, StatDuration>,
+}
+
+/// Counters updated by the inference workers; one lock per execution.
+#[derive(Debug, Default)]
+pub struct ModelStats {
+    inner: Mutex<StatsSnapshot>,
+}
+
+/// One request's part in an execution, for `ModelStats::record`.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestTiming {
+    pub rows: u64,
+    pub queued: std::time::Duration,
+    pub total: std::time::Duration,
+    pub ok: bool,
+}
+
+impl ModelStats {
+    /// Records one execution of `rows` rows that took `compute` in ONNX Runtime, serving `requests`.
+    pub fn record(&self, rows: u64, compute: std::time::Duration, requests: &[RequestTiming]) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .unwrap_or(0);
+        let mut s = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        s.last_inference = now;
+        s.execution_count += 1;
+        s.batch_stats.entry(rows).or_default().add(1, compute);
+        for r in requests {
+            if r.ok {
+                s.inference_count += r.rows;
+                s.success.add(1, r.total);
+            } else {
+                s.fail.add(1, r.total);
+            }
+            s.queue.add(1, r.queued);
+            s.compute_infer.add(1, compute);
+        }
+    }
+
+    pub fn snapshot(&self) -> StatsSnapshot {
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 }
 

@@ -31,7 +31,7 @@ pub struct TensorConfig {
     pub reshape: Option<Vec<i64>>,
 }
 
-/// `dynamic_batching { ... }`; parsed and reported, requests are not yet batched together.
+/// `dynamic_batching { ... }`: the inference pool batches queued requests by it (see `pool`).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DynamicBatching {
     pub max_queue_delay_microseconds: u64,

@@ -1,15 +1,24 @@
 //! The dedicated inference thread pool: std threads fed by a bounded queue, answering on oneshot channels, so
 //! ONNX Runtime never runs on the async runtime's threads.
+//!
+//! For a model with `dynamic_batching` (Triton semantics), a worker that takes a request also takes the compatible
+//! requests queued behind it, up to `max_batch_size` rows, waiting at most `max_queue_delay_microseconds` from the
+//! first request's arrival for more (not at all once a preferred batch size is reached). The batch runs as one
+//! ONNX Runtime call and each request gets its own rows of the outputs; an execution error fails every request in
+//! the batch, as in Triton.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
+use std::time::Instant;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
+use crate::batch;
 use crate::error::{ErrorCode, InferError};
 use crate::infer::{InferenceJob, run_job};
-use crate::model::LoadedModel;
+use crate::model::{LoadedModel, RequestTiming};
 use crate::tensor::NamedTensor;
 
 type Reply = Result<Vec<NamedTensor>, InferError>;
@@ -18,6 +27,7 @@ struct Work {
     model: Arc<LoadedModel>,
     job: InferenceJob,
     reply: oneshot::Sender<Reply>,
+    queued_at: Instant,
 }
 
 /// Sizes of the pool.
@@ -38,13 +48,13 @@ impl Default for PoolConfig {
 /// A fixed set of inference threads. Dropping the pool lets the workers finish the queue and exit;
 /// `shutdown` also waits for them.
 pub struct InferencePool {
-    sender: mpsc::Sender<Work>,
+    sender: SyncSender<Work>,
     workers: Vec<JoinHandle<()>>,
 }
 
 impl InferencePool {
     pub fn new(config: PoolConfig) -> std::io::Result<Self> {
-        let (sender, receiver) = mpsc::channel::<Work>(config.queue_capacity.max(1));
+        let (sender, receiver) = sync_channel::<Work>(config.queue_capacity.max(1));
         let receiver = Arc::new(Mutex::new(receiver));
         let workers = (0..config.threads.max(1))
             .map(|index| {
@@ -57,15 +67,15 @@ impl InferencePool {
         Ok(Self { sender, workers })
     }
 
-    /// Queues a job and waits for its result without blocking the async runtime. A full queue is refused at once
-    /// (`ErrorCode::Overloaded`) rather than waited on.
+    /// Queues a checked job and waits for its result without blocking the async runtime. A full queue is refused
+    /// at once (`ErrorCode::Overloaded`) rather than waited on.
     pub async fn submit(&self, model: Arc<LoadedModel>, job: InferenceJob) -> Reply {
         let (reply, answer) = oneshot::channel();
-        self.sender.try_send(Work { model, job, reply }).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => {
+        self.sender.try_send(Work { model, job, reply, queued_at: Instant::now() }).map_err(|e| match e {
+            TrySendError::Full(_) => {
                 InferError::new(ErrorCode::Overloaded, "too many pending inference requests; retry later")
             }
-            mpsc::error::TrySendError::Closed(_) => InferError::internal("the inference pool has stopped"),
+            TrySendError::Disconnected(_) => InferError::internal("the inference pool has stopped"),
         })?;
         answer.await.map_err(|_| InferError::internal("the inference worker stopped before answering"))?
     }
@@ -80,21 +90,117 @@ impl InferencePool {
     }
 }
 
-fn worker_loop(index: usize, receiver: &Mutex<mpsc::Receiver<Work>>) {
+fn lock(receiver: &Mutex<Receiver<Work>>) -> MutexGuard<'_, Receiver<Work>> {
+    receiver.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn worker_loop(index: usize, receiver: &Mutex<Receiver<Work>>) {
+    // A queued job that could not join the last batch runs next.
+    let mut carried: Option<Work> = None;
     loop {
-        // Only one idle worker waits on the channel at a time; the others wait on the lock.
-        let work = {
-            let mut guard = receiver.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            guard.blocking_recv()
+        let first = match carried.take() {
+            Some(work) => work,
+            // Only one idle worker waits on the channel at a time; the others wait on the lock.
+            None => match lock(receiver).recv() {
+                Ok(work) => work,
+                Err(_) => return,
+            },
         };
-        let Some(Work { model, job, reply }) = work else { return };
-        if reply.is_closed() {
+        if first.reply.is_closed() {
             continue; // the client went away while the job was queued
         }
-        let result = catch_unwind(AssertUnwindSafe(|| run_job(&model, index, job))).unwrap_or_else(|_| {
-            tracing::error!(model = %model.info.name, "inference panicked");
-            Err(InferError::internal("inference failed unexpectedly"))
-        });
-        let _ = reply.send(result);
+        let (batch, next) = gather(first, receiver);
+        carried = next;
+        execute(index, batch);
     }
+}
+
+/// The batch `first` starts: itself alone unless its model batches; else with the compatible jobs queued behind
+/// it. Returns the batch and the first queued job that could not join it.
+fn gather(first: Work, receiver: &Mutex<Receiver<Work>>) -> (Vec<Work>, Option<Work>) {
+    let info = &first.model.info;
+    let (Some(batching), Some(mut rows)) = (info.batching.clone(), batch::rows(&first.job)) else {
+        return (vec![first], None);
+    };
+    let max = usize::try_from(info.max_batch_size).unwrap_or(usize::MAX);
+    let deadline = first.queued_at + batching.max_queue_delay;
+    let mut batch = vec![first];
+    let queue = lock(receiver);
+    while rows < max {
+        let next = match queue.try_recv() {
+            Ok(work) => work,
+            Err(TryRecvError::Disconnected) => break,
+            Err(TryRecvError::Empty) => {
+                let preferred = u32::try_from(rows).is_ok_and(|r| batching.preferred_batch_sizes.contains(&r));
+                let now = Instant::now();
+                if preferred || now >= deadline {
+                    break;
+                }
+                match queue.recv_timeout(deadline - now) {
+                    Ok(work) => work,
+                    Err(_) => break,
+                }
+            }
+        };
+        if next.reply.is_closed() {
+            continue;
+        }
+        let joins = Arc::ptr_eq(&next.model, &batch[0].model)
+            && batch::compatible(&batch[0].job, &next.job)
+            && batch::rows(&next.job).is_some_and(|r| rows + r <= max);
+        if !joins {
+            return (batch, Some(next));
+        }
+        rows += batch::rows(&next.job).unwrap_or(0);
+        batch.push(next);
+    }
+    (batch, None)
+}
+
+fn run_guarded(model: &LoadedModel, index: usize, job: InferenceJob) -> Reply {
+    catch_unwind(AssertUnwindSafe(|| run_job(model, index, job))).unwrap_or_else(|_| {
+        tracing::error!(model = %model.info.name, "inference panicked");
+        Err(InferError::internal("inference failed unexpectedly"))
+    })
+}
+
+/// Runs a batch as one execution, answers each request with its share, and records the statistics.
+fn execute(index: usize, batch: Vec<Work>) {
+    let Some(model) = batch.first().map(|w| Arc::clone(&w.model)) else { return };
+    let batching = model.info.max_batch_size > 0;
+    let rows: Vec<usize> = batch.iter().map(|w| if batching { batch::rows(&w.job).unwrap_or(1) } else { 1 }).collect();
+    let started = Instant::now();
+    let (waiting, jobs): (Vec<_>, Vec<_>) = batch.into_iter().map(|w| ((w.reply, w.queued_at), w.job)).unzip();
+    let replies: Vec<Reply> = if jobs.len() == 1 {
+        jobs.into_iter().map(|job| run_guarded(&model, index, job)).collect()
+    } else {
+        let result = match batch::merge(jobs) {
+            Some(merged) => run_guarded(&model, index, merged),
+            None => Err(InferError::internal("requests could not be combined into one batch")),
+        };
+        match result.map(|outputs| batch::split(outputs, &rows)) {
+            Ok(Some(parts)) => parts.into_iter().map(Ok).collect(),
+            Ok(None) => {
+                let e = InferError::internal(format!(
+                    "model '{}' has an output without the batch as its first dimension, which dynamic batching \
+                     needs; remove dynamic_batching from its config.pbtxt",
+                    model.info.name
+                ));
+                rows.iter().map(|_| Err(e.clone())).collect()
+            }
+            Err(e) => rows.iter().map(|_| Err(e.clone())).collect(),
+        }
+    };
+    let compute = started.elapsed();
+    let mut timings = Vec::with_capacity(replies.len());
+    for (((reply, queued_at), answer), rows) in waiting.into_iter().zip(replies).zip(&rows) {
+        timings.push(RequestTiming {
+            rows: u64::try_from(*rows).unwrap_or(u64::MAX),
+            queued: started.saturating_duration_since(queued_at),
+            total: queued_at.elapsed(),
+            ok: answer.is_ok(),
+        });
+        let _ = reply.send(answer);
+    }
+    model.stats.record(rows.iter().sum::<usize>() as u64, compute, &timings);
 }

@@ -97,6 +97,38 @@ impl TensorData {
         Ok((data, shape.dims))
     }
 
+    /// Appends `other`'s elements; `false` (and nothing appended) if the element types differ.
+    pub fn append(&mut self, other: TensorData) -> bool {
+        macro_rules! same {
+            ($($variant:ident),+) => {
+                match (self, other) {
+                    $((Self::$variant(a), Self::$variant(b)) => { a.extend(b); true })+
+                    _ => false,
+                }
+            };
+        }
+        same!(Bool, Uint8, Uint16, Uint32, Uint64, Int8, Int16, Int32, Int64, Fp32, Fp64, Bytes)
+    }
+
+    /// Splits into consecutive parts of `counts` elements, moving the elements; `None` unless the counts add up
+    /// to the length.
+    pub fn split(self, counts: &[usize]) -> Option<Vec<Self>> {
+        if counts.iter().try_fold(0usize, |acc, c| acc.checked_add(*c)) != Some(self.len()) {
+            return None;
+        }
+        macro_rules! parts {
+            ($($variant:ident),+) => {
+                match self {
+                    $(Self::$variant(v) => {
+                        let mut items = v.into_iter();
+                        counts.iter().map(|c| Self::$variant(items.by_ref().take(*c).collect())).collect()
+                    })+
+                }
+            };
+        }
+        Some(parts!(Bool, Uint8, Uint16, Uint32, Uint64, Int8, Int16, Int32, Int64, Fp32, Fp64, Bytes))
+    }
+
     /// Keeps the elements `[start, end)`; used to split a batch.
     pub fn slice(&self, start: usize, end: usize) -> Self {
         with_vec!(self, v => v.get(start..end).unwrap_or_default().to_vec().into())

@@ -84,3 +84,17 @@ fn slices() {
     assert_eq!(d.slice(1, 3), TensorData::Int32(vec![2, 3]));
     assert_eq!(d.slice(3, 9), TensorData::Int32(vec![]));
 }
+
+#[test]
+fn appends_and_splits_for_batching() {
+    let mut d = TensorData::Fp32(vec![1.0, 2.0]);
+    assert!(d.append(TensorData::Fp32(vec![3.0])));
+    assert!(!d.append(TensorData::Int64(vec![4])), "a different element type is refused");
+    assert_eq!(d, TensorData::Fp32(vec![1.0, 2.0, 3.0]));
+    let parts = d.clone().split(&[1, 0, 2]).unwrap();
+    assert_eq!(parts, vec![TensorData::Fp32(vec![1.0]), TensorData::Fp32(vec![]), TensorData::Fp32(vec![2.0, 3.0])]);
+    assert_eq!(d.clone().split(&[1, 1]), None, "counts must cover every element");
+    assert_eq!(d.split(&[usize::MAX, 4]), None);
+    let s = TensorData::Bytes(vec!["a".into(), "b".into()]).split(&[1, 1]).unwrap();
+    assert_eq!(s[1], TensorData::Bytes(vec!["b".into()]));
+}

@@ -9,8 +9,8 @@ use ort::environment::Environment;
 use crate::datatype::DataType;
 use crate::error::RuntimeError;
 use crate::model::{
-    GraphTensor, LoadOptions, LoadedModel, ModelInfo, OpenedModel, TensorSpec, merge_shapes, open_sessions, shape_text,
-    shapes_compatible,
+    Batching, GraphTensor, LoadOptions, LoadedModel, ModelInfo, OpenedModel, TensorSpec, merge_shapes, open_sessions,
+    shape_text, shapes_compatible,
 };
 use crate::pbtxt::{ModelConfig, TensorConfig, parse_model_config};
 
@@ -99,6 +99,10 @@ fn load_model(model_dir: &Path, env: &Environment, options: &LoadOptions) -> Res
     if outputs.is_empty() {
         return Err(RuntimeError::model(&model_path, "the model has no tensor outputs that can be served"));
     }
+    let batching = match &config {
+        Some(config) => batching(config, &config_path)?,
+        None => None,
+    };
     let info = ModelInfo {
         name: folder_name,
         version: version.to_string(),
@@ -106,10 +110,48 @@ fn load_model(model_dir: &Path, env: &Environment, options: &LoadOptions) -> Res
         max_batch_size,
         inputs,
         outputs,
+        batching,
         mlflow: None,
         source: model_path,
     };
     Ok(LoadedModel::new(info, sessions))
+}
+
+/// The longest `max_queue_delay_microseconds` accepted: a request may wait this long for others to join it.
+const MAX_QUEUE_DELAY_US: u64 = 10_000_000;
+
+/// Reads `dynamic_batching`, which batches along the first dimension and so needs `max_batch_size > 0`.
+fn batching(config: &ModelConfig, path: &Path) -> Result<Option<Batching>, RuntimeError> {
+    let Some(dynamic) = &config.dynamic_batching else { return Ok(None) };
+    if config.max_batch_size == 0 {
+        return Err(RuntimeError::model(
+            path,
+            "dynamic_batching needs max_batch_size > 0 (requests are batched along the first dimension; set \
+             max_batch_size and leave the batch dimension out of dims)",
+        ));
+    }
+    if dynamic.max_queue_delay_microseconds > MAX_QUEUE_DELAY_US {
+        return Err(RuntimeError::model(
+            path,
+            format!(
+                "dynamic_batching max_queue_delay_microseconds {} is above the limit of {MAX_QUEUE_DELAY_US}",
+                dynamic.max_queue_delay_microseconds
+            ),
+        ));
+    }
+    if let Some(bad) = dynamic.preferred_batch_size.iter().find(|s| **s == 0 || **s > config.max_batch_size) {
+        return Err(RuntimeError::model(
+            path,
+            format!(
+                "dynamic_batching preferred_batch_size {bad} must be between 1 and max_batch_size ({})",
+                config.max_batch_size
+            ),
+        ));
+    }
+    Ok(Some(Batching {
+        max_queue_delay: std::time::Duration::from_micros(dynamic.max_queue_delay_microseconds),
+        preferred_batch_sizes: dynamic.preferred_batch_size.clone(),
+    }))
 }
 
 fn check_config_header(config: &ModelConfig, folder_name: &str, path: &Path) -> Result<(), RuntimeError> {

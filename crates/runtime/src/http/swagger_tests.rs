@@ -21,6 +21,7 @@ fn info(name: &str, inputs: Vec<TensorSpec>, outputs: Vec<TensorSpec>, mlflow: O
         max_batch_size: 0,
         inputs,
         outputs,
+        batching: None,
         mlflow,
         source: PathBuf::from("model.onnx"),
     }

@@ -15,11 +15,11 @@ use super::errors::{Envelope, ErrorResponse};
 use super::v2_wire::{decode_request, encode_response};
 use super::{AppState, binary, body_or_error, offload};
 use crate::error::InferError;
-use crate::infer::check_job;
+use crate::infer::{InferenceJob, check_job};
 use crate::model::{LoadedModel, TensorSpec};
 
 /// The extensions this server implements, as listed by `GET /v2`.
-pub const EXTENSIONS: [&str; 1] = ["binary_tensor_data"];
+pub const EXTENSIONS: [&str; 2] = ["binary_tensor_data", "statistics"];
 
 pub async fn live() -> Json<serde_json::Value> {
     Json(json!({ "live": true }))
@@ -119,6 +119,45 @@ pub async fn model_ready_versioned(
     find_model(&state, &model, Some(&version)).map_or_else(v2_error, |m| readiness(m))
 }
 
+/// One model's entry in Triton's statistics extension (`GET /v2/models[/{model}[/versions/{v}]]/stats`).
+fn model_stats(model: &LoadedModel) -> serde_json::Value {
+    let s = model.stats.snapshot();
+    let batch_stats: Vec<serde_json::Value> =
+        s.batch_stats.iter().map(|(size, d)| json!({ "batch_size": size, "compute_infer": d })).collect();
+    json!({
+        "name": model.info.name,
+        "version": model.info.version,
+        "last_inference": s.last_inference,
+        "inference_count": s.inference_count,
+        "execution_count": s.execution_count,
+        "inference_stats": {
+            "success": s.success,
+            "fail": s.fail,
+            "queue": s.queue,
+            "compute_infer": s.compute_infer,
+        },
+        "batch_stats": batch_stats,
+    })
+}
+
+pub async fn all_stats(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
+    let stats: Vec<serde_json::Value> = state.models.iter().map(|m| model_stats(m)).collect();
+    Json(json!({ "model_stats": stats }))
+}
+
+pub async fn stats(State(state): State<Arc<AppState>>, Path(model): Path<String>) -> Response {
+    find_model(&state, &model, None)
+        .map_or_else(v2_error, |m| Json(json!({ "model_stats": [model_stats(m)] })).into_response())
+}
+
+pub async fn stats_versioned(
+    State(state): State<Arc<AppState>>,
+    Path((model, version)): Path<(String, String)>,
+) -> Response {
+    find_model(&state, &model, Some(&version))
+        .map_or_else(v2_error, |m| Json(json!({ "model_stats": [model_stats(m)] })).into_response())
+}
+
 pub async fn infer(
     State(state): State<Arc<AppState>>,
     Path(model): Path<String>,
@@ -148,9 +187,11 @@ async fn run(
     let body = body_or_error(body, state.max_request_bytes)?;
     let (json, binary_section) = binary::split_body(&headers, body)?;
     let size = json.len() + binary_section.len();
-    let decoded = offload(size, move || decode_request(&json, binary_section)).await?;
+    let mut decoded = offload(size, move || decode_request(&json, binary_section)).await?;
     check_job(&model.info, &decoded.job)?;
-    let outputs = state.pool.submit(Arc::clone(&model), decoded.job.clone()).await?;
+    // The response needs the request's id and output choices, not its input data: move that to the worker.
+    let job = InferenceJob { inputs: std::mem::take(&mut decoded.job.inputs), outputs: decoded.job.outputs.clone() };
+    let outputs = state.pool.submit(Arc::clone(&model), job).await?;
     let out_size: usize = outputs.iter().map(|o| o.data.len() * 8).sum();
     let encoded = offload(out_size, move || encode_response(&model.info, decoded, outputs)).await?;
     let mut response = encoded.body.into_response();

@@ -5,9 +5,11 @@
 //! - `v2_errors`: bad requests get 400/404/413 with messages that name the problem.
 //! - `v2_binary`: the binary tensor data extension.
 //! - `mlflow_score`: `/score` and `/invocations` on the MLflow example.
+//! - `batching`: dynamic batching and the statistics extension.
 //! - `loading`: model folders that cannot be served fail with actionable errors.
 //! - `swagger`: `/swagger.json` for each kind of model, checked by posting its examples.
 
+mod batching;
 mod loading;
 mod mlflow_score;
 mod support;
