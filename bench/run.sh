@@ -49,7 +49,7 @@ if [ "${1:-}" = python ]; then  # the scoring-script comparison (see bench/READM
   PEERS=${PEERS:-none}
   RESULTS_TAG=${RESULTS_TAG-python}
 fi
-SLUICE_MODES=${SLUICE_MODES:-gateway split-mirror replica}
+SLUICE_MODES=${SLUICE_MODES:-gateway gateway-batching split-mirror replica}
 WORKER_COUNTS=${WORKER_COUNTS:-1}
 is_python_mode() { case $1 in python-gateway|python-replica|azmlinfsrv) return 0;; *) return 1;; esac; }
 NATIVE_MODES="" PY_MODES=""
@@ -59,7 +59,13 @@ done
 # Kit peers: by default MLServer (+ Triton) beside the ONNX rows; none for a scoring-script-only run.
 if [ -z "${PEERS:-}" ]; then
   if [ -n "$NATIVE_MODES" ]; then PEERS=mlserver-onnx; else PEERS=none; fi
-  [ "$PEERS" != none ] && [ -x "${PEERS_ROOT:-/tmp/sluice-peers}/venv-pytriton/bin/python" ] && PEERS="$PEERS triton-python-onnx"
+  # Triton, KServe and BentoML join when their kit venvs exist (WITH_TRITON=1 / WITH_PEERS=1 build them).
+  if [ "$PEERS" != none ]; then
+    for pv in "triton-python-onnx pytriton" "kserve-onnx kserve" "bentoml-sklearn bentoml"; do
+      read -r peer venv <<<"$pv"
+      if [ -x "${PEERS_ROOT:-/tmp/sluice-peers}/venv-$venv/bin/python" ]; then PEERS="$PEERS $peer"; fi
+    done
+  fi
 fi
 [ "$PEERS" = none ] && PEERS=""
 
@@ -90,7 +96,11 @@ prerequisites() {
   [ -x "$UV" ] || { log "installing uv into $R/tools"; python3 -m venv "$R/tools" && "$R/tools/bin/pip" install -q uv; }
   kit_venv model python scikit-learn skl2onnx onnx onnxruntime numpy
   kit_venv mlserver mlserver mlserver mlserver-sklearn onnxruntime "uvloop<0.22"   # uvloop 0.22+ breaks MLServer 1.7.1
-  if [ "${WITH_TRITON:-0}" = 1 ]; then kit_venv pytriton python nvidia-pytriton scikit-learn onnxruntime; fi
+  if [ "${WITH_TRITON:-0}" = 1 ] || [ "${WITH_PEERS:-0}" = 1 ]; then kit_venv pytriton python nvidia-pytriton scikit-learn onnxruntime; fi
+  if [ "${WITH_PEERS:-0}" = 1 ]; then
+    kit_venv kserve python kserve scikit-learn onnxruntime
+    kit_venv bentoml bentoml bentoml scikit-learn onnxruntime
+  fi
   if [ ! -f "$R/models/lr/model.onnx" ] || [ ! -f "$R/models/row0.json" ]; then
     log "training the kit's model into $R/models"
     "$R/venv-model/bin/python" "$KIT/train.py" "$R/models"
@@ -116,7 +126,12 @@ BIN=$TARGET/release/sluice
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
   log "cargo build --release -p sluice"
   (cd "$ROOT" && cargo build --release -p sluice)
+  # The open-loop load generator (its own build: its features must not change the server's).
+  (cd "$ROOT" && cargo build --release -p sluice-loadgen)
 fi
+LOADGEN=$TARGET/release/sluice-loadgen
+OPEN_LOOP=${OPEN_LOOP:-0.8}
+[ -x "$LOADGEN" ] || { log "no $LOADGEN: no open-loop run"; OPEN_LOOP=0; }
 [ -x "$BIN" ] || { echo "error: no binary at $BIN" >&2; exit 1; }
 # What the binary was built from, read now (others may edit the tree during the run).
 if [ -n "${BIN_COMMIT:-}" ]; then  # a binary built elsewhere (SKIP_BUILD=1): its source, as told
@@ -177,8 +192,23 @@ row_name() { # mode workers -> the result's name, as sluice_bench.py gives it
 ROWS=$(for m in $NATIVE_MODES; do printf '%s ' "$(row_name "$m" 1)"; done
        for w in $WORKER_COUNTS; do for m in $PY_MODES; do printf '%s ' "$(row_name "$m" "$w")"; done; done)
 log "measuring: $ROWS$PEERS (DURATION=$DURATION s per level, WARMUP=$WARMUP s, CONCS=$CONCS, server CPUs $SERVER_CPUS, wrk CPUs $LOAD_CPUS, NETNS=$NETNS)"
+# gateway-batching: the gateway row on the kit's Triton model configuration (max_batch_size 64,
+# dynamic_batching {}), so that Sluice batches the way Triton does in its row.
+BATCH_REPO=$R/run/sluice-lr-batching
+rm -rf "$BATCH_REPO" && mkdir -p "$BATCH_REPO/lr/1"
+cp "$ROOT/testdata/models/lr20/model_repository/lr/1/model.onnx" "$BATCH_REPO/lr/1/"
+cp "$HERE/lr-batching.pbtxt" "$BATCH_REPO/lr/config.pbtxt"
 for mode in $NATIVE_MODES; do
-  in_ns python3 "$HERE/sluice_bench.py" --mode "$mode" --bin "$BIN" --kit "$KIT" \
+  extra=()
+  case $mode in gateway|gateway-batching) [ "$OPEN_LOOP" != 0 ] && extra+=(--loadgen "$LOADGEN" --open-loop "$OPEN_LOOP");; esac
+  if [ "$mode" = gateway-batching ]; then
+    extra+=(--mode gateway --name sluice-gateway-batching --model-repo "$BATCH_REPO" --note "as sluice-gateway, but the \
+model's config.pbtxt is the kit's Triton configuration (bench/lr-batching.pbtxt: max_batch_size 64, dims [20], \
+dynamic_batching {}, so the replica runs queued requests together as one ONNX Runtime call)")
+  else
+    extra+=(--mode "$mode")
+  fi
+  in_ns python3 "$HERE/sluice_bench.py" "${extra[@]}" --bin "$BIN" --kit "$KIT" \
     --out "$RUNFILE" --log "$R/run/logs/sluice-$mode.log" || true
 done
 for w in $WORKER_COUNTS; do

@@ -253,8 +253,42 @@ def mirror_summary(stats, per_level=None):
     return line
 
 
+def open_loop(a, kit, root, url, body_file, bearer, capacity, name):
+    """A fixed-rate run at a.open_loop x capacity (the best closed-loop req/s) with bench's sluice-loadgen,
+    latency from each request's scheduled send time (no coordinated omission), and the server's CPU meanwhile."""
+    rate = round(a.open_loop * capacity)
+    cmd = ["nice", "-n", kit.NICE, "taskset", "-c", a.load_cpus, a.loadgen, "--url", url, "--body", body_file,
+           "--content-type", a.ctype, "--rate", str(rate), "--duration", str(a.duration), "--warmup", "2",
+           "--expect", a.expect or ""]
+    if bearer:
+        cmd += ["--header", f"Authorization: Bearer {bearer}"]
+    kit.boost(kit.tree(root)[0])
+    cpu0, _, _ = kit.usage(root)
+    t0 = time.time()
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=a.duration + 90)
+    wall = time.time() - t0
+    cpu1, rss, _ = kit.usage(root)
+    if out.returncode != 0:
+        raise RuntimeError(f"sluice-loadgen failed: {out.stderr.strip()[:300]}")
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    r["fraction_of_capacity"] = a.open_loop
+    r["capacity_rps"] = capacity
+    # The load runs 2 s of warm-up plus the measured window: CPU per request over all of it.
+    sent = r["ok"] * (a.duration + 2) / a.duration
+    r["server_cpu_us_per_req"] = round(1e6 * (cpu1 - cpu0) / max(sent, 1), 1)
+    r["server_cpu_pct"] = round(100 * (cpu1 - cpu0) / wall, 1)
+    r["rss_mb"] = round(rss / 2**20, 1)
+    print(f"[{name}] open loop at {rate} req/s ({a.open_loop:.0%} of {capacity:.0f}): p50 {r['p50_us'] / 1000:.2f} ms  "
+          f"p99 {r['p99_us'] / 1000:.2f} ms  p99.9 {r['p999_us'] / 1000:.2f} ms  errors {r['errors']}  "
+          f"max dispatch lag {r['max_dispatch_lag_us']} µs", flush=True)
+    return r
+
+
 def main():
     ap = argparse.ArgumentParser()
+    ap.add_argument("--loadgen", default=None, help="bench's sluice-loadgen binary, for --open-loop")
+    ap.add_argument("--open-loop", type=float, default=0.0,
+                    help="after the closed-loop levels, a fixed-rate run at this fraction of the best req/s (0: none)")
     ap.add_argument("--mode", choices=["gateway", "split-mirror", "replica", *PYTHON_MODES], required=True)
     ap.add_argument("--name", default=None, help="result name (default sluice-<mode>)")
     ap.add_argument("--bin", required=True, help="the sluice release binary")
@@ -375,6 +409,7 @@ def main():
     ok = False
     try:
         bearer = None
+        t_create = None
         if served:
             server_url = wait_for_line(log_path, "SLUICE_LISTENING", proc, a.ready_timeout)
             kit.boost(kit.tree(root)[0])
@@ -401,6 +436,8 @@ def main():
                 open(dep_yml, "w").write(DEP_YAML.format(name=dep))
                 # `create` waits until the deployment is ready.
                 extra = ["--all-traffic"] if a.mode == "gateway" else []
+                if dep == "blue":
+                    t_create = time.time()
                 cli(binary, server_url, data_dir, ["online-deployment", "create", "--file", dep_yml, *extra], logf)
                 kit.boost(kit.tree(root)[0])
             if a.mode == "split-mirror":
@@ -432,6 +469,9 @@ def main():
         if sample is None:
             raise RuntimeError(f"not ready after {a.ready_timeout}s ({last_err}); see {log_path}")
         result["startup_s"] = round(time.time() - t_start, 2)
+        if t_create is not None:
+            # `online-deployment create` (upload, replica start, wait until ready) to the first 200 answer.
+            result["create_to_first_score_s"] = round(time.time() - t_create, 3)
         result["sample_response"] = sample.decode(errors="replace")[:600]
         if a.expect and a.expect not in result["sample_response"]:
             raise RuntimeError(f"response lacks {a.expect!r}: {result['sample_response']}")
@@ -507,6 +547,8 @@ def main():
             print(f"[{name}] c={c}: server CPU µs/req by process: " +
                   ", ".join(f"{k} {v:.0f}" for k, v in r["cpu_us_per_req_by_role"].items()), flush=True)
         result["runs"] = runs
+        if a.open_loop > 0 and a.loadgen and runs:
+            result["open_loop"] = open_loop(a, kit, root, url, body_file, bearer, max(r["rps"] for r in runs), name)
         if a.mode == "split-mirror":
             # After the run: totals since the server started (readiness probe, warm-up, levels).
             result["deployment_stats"] = endpoint_stats(binary, server_url, data_dir, logf)

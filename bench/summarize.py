@@ -111,6 +111,49 @@ def scoring_derived(rows):
     return out
 
 
+def verdict(ok):
+    return "met" if ok else "**NOT met**"
+
+
+def performance_targets(rows):
+    """The performance issue's targets, for each Sluice gateway row, against Triton in the same run."""
+    out = []
+    t = rows.get("triton-python-onnx")
+    t1, t32 = run_at(t, 1), run_at(t, 32)
+    for n in ("sluice-gateway", "sluice-gateway-batching"):
+        r = rows.get(n)
+        g1, g32 = run_at(r, 1), run_at(r, 32)
+        if not (g1 and g32):
+            continue
+        parts = []
+        if t1 and t32 and t32["rps"] > 0:
+            ratio = g32["rps"] / t32["rps"]
+            parts.append(f"c=32 {g32['rps']:.0f} / {t32['rps']:.0f} req/s = **{ratio:.2f}×** Triton (≥ 1.5×: {verdict(ratio >= 1.5)})")
+            parts.append(f"c=1 p50 {g1['p50_ms']:.3f} vs Triton {t1['p50_ms']:.3f} ms (≤ Triton: {verdict(g1['p50_ms'] <= t1['p50_ms'])})")
+        cpu = g32["server_cpu_us_per_req"]
+        tcpu = f" (Triton {t32['server_cpu_us_per_req']:.0f})" if t32 else ""
+        parts.append(f"server CPU at c=32 {cpu:.0f} µs/req{tcpu} (≤ 60: {verdict(cpu <= 60)})")
+        rss = r.get("rss_idle_mb")
+        if rss is not None:
+            trss = f" (Triton {t['rss_idle_mb']:.0f} MB)" if t and t.get("rss_idle_mb") is not None else ""
+            parts.append(f"idle RSS {rss:.0f} MB{trss} (< 50: {verdict(rss < 50)})")
+        c2s = r.get("create_to_first_score_s")
+        if c2s is not None:
+            parts.append(f"deployment create to first score {c2s:.2f} s (< 1 s: {verdict(c2s < 1)})")
+        ol = r.get("open_loop")
+        if ol:
+            p99 = ol["p99_us"] / 1000
+            parts.append(f"open loop at {ol['rate']:.0f} req/s ({ol['fraction_of_capacity']:.0%} of {ol['capacity_rps']:.0f}): "
+                         f"p50 / p99 / p99.9 {ol['p50_us'] / 1000:.2f} / **{p99:.2f}** / {ol['p999_us'] / 1000:.2f} ms, "
+                         f"{ol['errors'] + ol['unexpected']} errors, {ol['unanswered']} unanswered, server CPU "
+                         f"{ol['server_cpu_us_per_req']:.0f} µs/req (p99 < 5 ms: {verdict(p99 < 5 and ol['errors'] == 0)}; "
+                         f"load generator's worst dispatch lag {ol['max_dispatch_lag_us']} µs)")
+        out.append(f"Targets, {n}: " + "; ".join(parts))
+    if out and not (t1 and t32):
+        out.append("Targets against Triton: n/a (no triton-python-onnx result in this run; WITH_TRITON=1 builds its venv)")
+    return out
+
+
 def derived(rows):
     if not any(not is_scoring(n) for n in rows):
         return scoring_derived(rows)
@@ -152,6 +195,7 @@ def derived(rows):
         if rows["sluice-split-mirror"].get("mirror_summary"):
             out.append("Mirror, from `sluice online-endpoint show --name lr-ep` after the sluice-split-mirror run "
                        "(counts since the server started, warm-up included): " + rows["sluice-split-mirror"]["mirror_summary"])
+    out += performance_targets(rows)
     if any(is_scoring(n) for n in rows):
         out += scoring_derived(rows)
     return out
