@@ -107,7 +107,7 @@ pub fn router(state: GatewayState) -> Router {
         .route("/serverless/{name}", any(crate::serverless::handle_root))
         .route("/serverless/{name}/{*rest}", any(crate::serverless::handle))
         .fallback(crate::serverless::by_host)
-        .with_state(state)
+        .with_state(Arc::new(state))
 }
 
 /// Azure's data-plane error body.
@@ -115,12 +115,12 @@ pub(crate) fn message(status: StatusCode, text: impl Into<String>) -> Response {
     (status, axum::Json(serde_json::json!({ "message": text.into() }))).into_response()
 }
 
-async fn handle_root(state: State<GatewayState>, Path(endpoint): Path<String>, req: Request) -> Response {
+async fn handle_root(state: State<Arc<GatewayState>>, Path(endpoint): Path<String>, req: Request) -> Response {
     handle(state, Path((endpoint, String::new())), req).await
 }
 
 async fn handle(
-    State(state): State<GatewayState>,
+    State(state): State<Arc<GatewayState>>,
     Path((endpoint, rest)): Path<(String, String)>,
     req: Request,
 ) -> Response {

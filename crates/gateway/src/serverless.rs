@@ -238,12 +238,12 @@ pub(crate) fn api_error(status: StatusCode, code: &str, text: impl Into<String>)
     r
 }
 
-pub(crate) async fn handle_root(state: State<GatewayState>, Path(name): Path<String>, req: Request) -> Response {
+pub(crate) async fn handle_root(state: State<Arc<GatewayState>>, Path(name): Path<String>, req: Request) -> Response {
     handle(state, Path((name, String::new())), req).await
 }
 
 pub(crate) async fn handle(
-    State(state): State<GatewayState>,
+    State(state): State<Arc<GatewayState>>,
     Path((name, rest)): Path<(String, String)>,
     req: Request,
 ) -> Response {
@@ -263,7 +263,7 @@ pub(crate) async fn handle(
 /// Host-name routing, as Azure's `https://<name>.<region>.models.ai.azure.com`: a request to
 /// `http://<name>.<anything>/<path>` that no other route took goes to serverless endpoint
 /// `<name>` when there is one (point a wildcard DNS name at the server).
-pub(crate) async fn by_host(state: State<GatewayState>, req: Request) -> Response {
+pub(crate) async fn by_host(state: State<Arc<GatewayState>>, req: Request) -> Response {
     let host =
         req.headers().get(http::header::HOST).and_then(|v| v.to_str().ok()).or_else(|| req.uri().host()).unwrap_or("");
     let label = host.split(['.', ':']).next().unwrap_or("");
