@@ -96,3 +96,11 @@ pub mod limits {
     /// Largest `request_timeout_ms` (managed endpoints allow 180 s).
     pub const MAX_REQUEST_TIMEOUT_MS: u64 = 180_000;
 }
+
+/// The Unix socket a replica listening on loopback port `port` also answers on: a Linux abstract name
+/// (leading NUL, as tokio takes it), so it needs no file, is scoped to the network namespace exactly as the
+/// loopback port is, and any process that may reach the port may reach it. The gateway reaches a local replica
+/// through it (cheaper than TCP on loopback) and falls back to TCP when it does not answer.
+pub fn replica_socket_name(port: u16) -> String {
+    format!("\0sluice-replica-{port}")
+}

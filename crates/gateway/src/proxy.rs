@@ -1,4 +1,5 @@
-//! One proxied hop to a replica: pooled HTTP/1.1 over loopback, with the deployment's deadline.
+//! One proxied hop to a replica: pooled HTTP/1.1 over loopback (a local native replica's Unix socket, else TCP),
+//! with the deployment's deadline.
 
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
@@ -7,19 +8,135 @@ use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-pub type ReplicaClient = Client<HttpConnector, Body>;
+pub type ReplicaClient = Client<ReplicaConnector, Body>;
 
 pub fn replica_client() -> ReplicaClient {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
+    let mut tcp = HttpConnector::new();
+    tcp.set_nodelay(true);
     Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(60))
         .pool_max_idle_per_host(256)
-        .build(connector)
+        .build(ReplicaConnector { tcp })
+}
+
+/// Connects to a replica: for a loopback address, through the replica's Unix socket when it has one
+/// (`sluice_domain::replica_socket_name`: a native ONNX replica does), which costs the kernel less per
+/// message than TCP; otherwise, and whenever that connect fails, over TCP. Connections are pooled either way.
+#[derive(Clone)]
+pub struct ReplicaConnector {
+    tcp: HttpConnector,
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl tower::Service<Uri> for ReplicaConnector {
+    type Response = ReplicaStream;
+    type Error = BoxError;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<ReplicaStream, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), BoxError>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let mut tcp = self.tcp.clone();
+        Box::pin(async move {
+            let loopback =
+                uri.host().and_then(|h| h.parse::<std::net::IpAddr>().ok()).is_some_and(|ip| ip.is_loopback());
+            if cfg!(target_os = "linux")
+                && loopback
+                && let Some(port) = uri.port_u16()
+                && let Ok(stream) = tokio::net::UnixStream::connect(sluice_domain::replica_socket_name(port)).await
+            {
+                return Ok(ReplicaStream::Unix(TokioIo::new(stream)));
+            }
+            let stream = tower::Service::call(&mut tcp, uri).await?;
+            Ok(ReplicaStream::Tcp(stream))
+        })
+    }
+}
+
+/// A connection to a replica, over TCP or its Unix socket.
+pub enum ReplicaStream {
+    Tcp(TokioIo<tokio::net::TcpStream>),
+    Unix(TokioIo<tokio::net::UnixStream>),
+}
+
+impl hyper_util::client::legacy::connect::Connection for ReplicaStream {
+    fn connected(&self) -> hyper_util::client::legacy::connect::Connected {
+        match self {
+            Self::Tcp(s) => s.connected(),
+            Self::Unix(_) => hyper_util::client::legacy::connect::Connected::new(),
+        }
+    }
+}
+
+impl hyper::rt::Read for ReplicaStream {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::Tcp(s) => std::pin::Pin::new(s).poll_read(cx, buf),
+            Self::Unix(s) => std::pin::Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl hyper::rt::Write for ReplicaStream {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Self::Tcp(s) => std::pin::Pin::new(s).poll_write(cx, buf),
+            Self::Unix(s) => std::pin::Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::Tcp(s) => std::pin::Pin::new(s).poll_flush(cx),
+            Self::Unix(s) => std::pin::Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::Tcp(s) => std::pin::Pin::new(s).poll_shutdown(cx),
+            Self::Unix(s) => std::pin::Pin::new(s).poll_shutdown(cx),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Self::Tcp(s) => std::pin::Pin::new(s).poll_write_vectored(cx, bufs),
+            Self::Unix(s) => std::pin::Pin::new(s).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Self::Tcp(s) => s.is_write_vectored(),
+            Self::Unix(s) => s.is_write_vectored(),
+        }
+    }
 }
 
 /// Headers that describe one connection, not the request; never forwarded.
@@ -128,4 +245,33 @@ pub(crate) fn client_response(resp: hyper::Response<Incoming>, map_model_errors:
         parts.status = StatusCode::FAILED_DEPENDENCY;
     }
     Response::from_parts(parts, Body::new(body))
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    async fn answer(listener_says: &'static str) -> axum::Router {
+        axum::Router::new().route("/", axum::routing::get(move || async move { listener_says }))
+    }
+
+    async fn get(client: &ReplicaClient, port: u16) -> String {
+        let uri: Uri = format!("http://127.0.0.1:{port}/").parse().unwrap();
+        let resp = client.request(hyper::Request::get(uri).body(Body::empty()).unwrap()).await.expect("answer");
+        String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_local_replica_is_reached_on_its_unix_socket_and_over_tcp_without_one() {
+        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        tokio::spawn(async move { axum::serve(tcp, answer("tcp").await).await });
+        // No Unix socket yet: TCP.
+        assert_eq!(get(&replica_client(), port).await, "tcp");
+        // With the replica's socket for that port, a new client connects there.
+        let unix = tokio::net::UnixListener::bind(sluice_domain::replica_socket_name(port)).unwrap();
+        tokio::spawn(async move { axum::serve(unix, answer("unix").await).await });
+        assert_eq!(get(&replica_client(), port).await, "unix");
+    }
 }

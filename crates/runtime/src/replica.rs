@@ -123,8 +123,25 @@ fn run_server(models: ModelSet, config: ServerConfig, listen: SocketAddr) -> Res
             .map_err(|e| RuntimeError::io(format!("cannot listen on {listen}"), e))?;
         let shutdown = shutdown_signal().map_err(|e| RuntimeError::io("cannot install the SIGTERM handler", e))?;
         let address = listener.local_addr().map_err(|e| RuntimeError::io("cannot read the bound address", e))?;
+        // On loopback, the same routes on the port's Unix socket too, for the gateway on this machine.
+        let unix = address.ip().is_loopback().then(|| bind_replica_socket(address.port())).flatten();
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        });
+        let wait = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        };
         announce(address).map_err(|e| RuntimeError::io("cannot write the ready line to stdout", e))?;
-        serve(listener, served, shutdown).await.map_err(|e| RuntimeError::io("the server failed", e))
+        let tcp = serve(listener, Arc::clone(&served), wait(stopped.clone()));
+        let uds = async {
+            match unix {
+                Some(l) => axum::serve(l, crate::http::router(served)).with_graceful_shutdown(wait(stopped)).await,
+                None => Ok(()),
+            }
+        };
+        tokio::try_join!(tcp, uds).map(|_| ()).map_err(|e| RuntimeError::io("the server failed", e))
     })?;
     drop(runtime);
     // All connections are closed, so this is the last reference: let the workers drain and join them.
@@ -133,6 +150,21 @@ fn run_server(models: ModelSet, config: ServerConfig, listen: SocketAddr) -> Res
     }
     tracing::info!("replica stopped");
     Ok(())
+}
+
+/// Binds the abstract Unix socket for `port` (see `sluice_domain::replica_socket_name`); `None`, with a warning,
+/// when that is not possible: the replica then answers on TCP only, which the gateway falls back to.
+fn bind_replica_socket(port: u16) -> Option<tokio::net::UnixListener> {
+    if !cfg!(target_os = "linux") {
+        return None;
+    }
+    match tokio::net::UnixListener::bind(sluice_domain::replica_socket_name(port)) {
+        Ok(listener) => Some(listener),
+        Err(e) => {
+            tracing::warn!(port, error = %e, "cannot listen on the replica's Unix socket; serving on TCP only");
+            None
+        }
+    }
 }
 
 fn announce(address: SocketAddr) -> std::io::Result<()> {

@@ -13,6 +13,7 @@ mod logs;
 mod mlflow;
 mod overload;
 mod python;
+mod replica_socket;
 mod rollout;
 mod serve;
 mod serverless;
