@@ -9,7 +9,7 @@ the stage's share of the process's samples times the process's measured CPU per 
 import json, os, re, sys
 
 STAGES = [
-    ("kernel: TCP/IP on loopback", r"\[kernel.*\] .*(tcp|ip_|inet|sock|skb|net_|napi|__dev_queue|dev_hard|loopback|netif|_copy_(to|from)_iter|datagram|bbr|sk_|__sys_(recv|send)|raw_spin_unlock_irqrestore)"),
+    ("kernel: sockets (TCP to the client; TCP or Unix socket between gateway and replica)", r"\[kernel.*\] .*(tcp|ip_|inet|sock|skb|net_|napi|__dev_queue|dev_hard|loopback|netif|_copy_(to|from)_iter|datagram|bbr|sk_|__sys_(recv|send)|raw_spin_unlock_irqrestore)"),
     ("kernel: syscalls, epoll, scheduling, timers", r"\[kernel"),
     ("malloc/free", r"\b(_int_malloc|_int_free|malloc|cfree|free|realloc|_int_realloc|malloc_consolidate|unlink_chunk|calloc|tcache)\b"),
     ("memcpy/memmove", r"(memmove|memcpy|memset)"),

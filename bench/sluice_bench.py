@@ -58,7 +58,7 @@ SPLIT_TRAFFIC = "blue=50 green=50"
 SPLIT_MIRROR = "shadow=20"
 
 NOTES = {
-    "gateway": "sluice server: gateway (key auth, Bearer header) -> 1 replica over loopback HTTP/1.1; "
+    "gateway": "sluice server: gateway (key auth, Bearer header) -> 1 replica over HTTP/1.1 on the replica's Unix socket (loopback); "
                "deployment instance_type cpu=1 (replica: intra-op 1, inference threads 1), "
                "max_concurrent_requests_per_instance 32; server + replica pinned and counted",
     "split-mirror": "sluice server as sluice-gateway, but 3 deployments of lr:1 (blue, green, shadow; each "
@@ -253,10 +253,10 @@ def mirror_summary(stats, per_level=None):
     return line
 
 
-def open_loop(a, kit, root, url, body_file, bearer, capacity, name):
-    """A fixed-rate run at a.open_loop x capacity (the best closed-loop req/s) with bench's sluice-loadgen,
+def open_loop(a, kit, root, url, body_file, bearer, capacity, name, fraction):
+    """A fixed-rate run at fraction x capacity (the best closed-loop req/s) with bench's sluice-loadgen,
     latency from each request's scheduled send time (no coordinated omission), and the server's CPU meanwhile."""
-    rate = round(a.open_loop * capacity)
+    rate = round(fraction * capacity)
     cmd = ["nice", "-n", kit.NICE, "taskset", "-c", a.load_cpus, a.loadgen, "--url", url, "--body", body_file,
            "--content-type", a.ctype, "--rate", str(rate), "--duration", str(a.duration), "--warmup", "2",
            "--expect", a.expect or ""]
@@ -271,14 +271,14 @@ def open_loop(a, kit, root, url, body_file, bearer, capacity, name):
     if out.returncode != 0:
         raise RuntimeError(f"sluice-loadgen failed: {out.stderr.strip()[:300]}")
     r = json.loads(out.stdout.strip().splitlines()[-1])
-    r["fraction_of_capacity"] = a.open_loop
+    r["fraction_of_capacity"] = fraction
     r["capacity_rps"] = capacity
     # The load runs 2 s of warm-up plus the measured window: CPU per request over all of it.
     sent = r["ok"] * (a.duration + 2) / a.duration
     r["server_cpu_us_per_req"] = round(1e6 * (cpu1 - cpu0) / max(sent, 1), 1)
     r["server_cpu_pct"] = round(100 * (cpu1 - cpu0) / wall, 1)
     r["rss_mb"] = round(rss / 2**20, 1)
-    print(f"[{name}] open loop at {rate} req/s ({a.open_loop:.0%} of {capacity:.0f}): p50 {r['p50_us'] / 1000:.2f} ms  "
+    print(f"[{name}] open loop at {rate} req/s ({fraction:.0%} of {capacity:.0f}): p50 {r['p50_us'] / 1000:.2f} ms  "
           f"p99 {r['p99_us'] / 1000:.2f} ms  p99.9 {r['p999_us'] / 1000:.2f} ms  errors {r['errors']}  "
           f"max dispatch lag {r['max_dispatch_lag_us']} µs", flush=True)
     return r
@@ -287,8 +287,9 @@ def open_loop(a, kit, root, url, body_file, bearer, capacity, name):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--loadgen", default=None, help="bench's sluice-loadgen binary, for --open-loop")
-    ap.add_argument("--open-loop", type=float, default=0.0,
-                    help="after the closed-loop levels, a fixed-rate run at this fraction of the best req/s (0: none)")
+    ap.add_argument("--open-loop", default="0",
+                    help="after the closed-loop levels, fixed-rate runs at these fractions of the best req/s, "
+                         "e.g. \"0.6 0.7 0.8\" (0: none)")
     ap.add_argument("--mode", choices=["gateway", "split-mirror", "replica", *PYTHON_MODES], required=True)
     ap.add_argument("--name", default=None, help="result name (default sluice-<mode>)")
     ap.add_argument("--bin", required=True, help="the sluice release binary")
@@ -547,8 +548,12 @@ def main():
             print(f"[{name}] c={c}: server CPU µs/req by process: " +
                   ", ".join(f"{k} {v:.0f}" for k, v in r["cpu_us_per_req_by_role"].items()), flush=True)
         result["runs"] = runs
-        if a.open_loop > 0 and a.loadgen and runs:
-            result["open_loop"] = open_loop(a, kit, root, url, body_file, bearer, max(r["rps"] for r in runs), name)
+        fractions = [float(f) for f in str(a.open_loop).replace(",", " ").split() if float(f) > 0]
+        if fractions and a.loadgen and runs:
+            capacity = max(r["rps"] for r in runs)
+            result["open_loop_runs"] = [open_loop(a, kit, root, url, body_file, bearer, capacity, name, f)
+                                        for f in fractions]
+            result["open_loop"] = result["open_loop_runs"][-1]
         if a.mode == "split-mirror":
             # After the run: totals since the server started (readiness probe, warm-up, levels).
             result["deployment_stats"] = endpoint_stats(binary, server_url, data_dir, logf)

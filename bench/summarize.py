@@ -140,6 +140,12 @@ def performance_targets(rows):
         c2s = r.get("create_to_first_score_s")
         if c2s is not None:
             parts.append(f"deployment create to first score {c2s:.2f} s (< 1 s: {verdict(c2s < 1)})")
+        ok_rates = [x for x in r.get("open_loop_runs", []) if x["p99_us"] < 5000 and x["errors"] == 0]
+        if len(r.get("open_loop_runs", [])) > 1:
+            parts.append("open-loop sweep p99: " + ", ".join(
+                f"{x['fraction_of_capacity']:.0%} ({x['rate']:.0f} req/s) {x['p99_us'] / 1000:.2f} ms"
+                for x in r["open_loop_runs"]) + (f"; highest rate with p99 < 5 ms: {max(x['rate'] for x in ok_rates):.0f} req/s"
+                                                  if ok_rates else "; no rate with p99 < 5 ms"))
         ol = r.get("open_loop")
         if ol:
             p99 = ol["p99_us"] / 1000
