@@ -49,7 +49,7 @@ if [ "${1:-}" = python ]; then  # the scoring-script comparison (see bench/READM
   PEERS=${PEERS:-none}
   RESULTS_TAG=${RESULTS_TAG-python}
 fi
-SLUICE_MODES=${SLUICE_MODES:-gateway gateway-batching split-mirror replica}
+SLUICE_MODES=${SLUICE_MODES:-gateway gateway-batching split-mirror replica gateway-cnn}
 WORKER_COUNTS=${WORKER_COUNTS:-1}
 is_python_mode() { case $1 in python-gateway|python-replica|azmlinfsrv) return 0;; *) return 1;; esac; }
 NATIVE_MODES="" PY_MODES=""
@@ -198,10 +198,21 @@ BATCH_REPO=$R/run/sluice-lr-batching
 rm -rf "$BATCH_REPO" && mkdir -p "$BATCH_REPO/lr/1"
 cp "$ROOT/testdata/models/lr20/model_repository/lr/1/model.onnx" "$BATCH_REPO/lr/1/"
 cp "$HERE/lr-batching.pbtxt" "$BATCH_REPO/lr/config.pbtxt"
+# gateway-cnn: the larger model (testdata/models/cnn, 28x28 images) with the same batching
+# configuration as Triton's triton-python-cnn row below.
+CNN_REPO=$R/run/sluice-cnn-batching
+rm -rf "$CNN_REPO" && mkdir -p "$CNN_REPO/cnn/1"
+cp "$ROOT/testdata/models/cnn/model_repository/cnn/1/model.onnx" "$CNN_REPO/cnn/1/"
+cp "$HERE/cnn-batching.pbtxt" "$CNN_REPO/cnn/config.pbtxt"
 for mode in $NATIVE_MODES; do
   extra=()
   case $mode in gateway|gateway-batching) [ "$OPEN_LOOP" != 0 ] && extra+=(--loadgen "$LOADGEN" --open-loop "$OPEN_LOOP");; esac
-  if [ "$mode" = gateway-batching ]; then
+  if [ "$mode" = gateway-cnn ]; then
+    extra+=(--mode gateway --name sluice-gateway-cnn --model-repo "$CNN_REPO" --triton-model cnn \
+      --body "$HERE/cnn_body.json" --expect '"name":"probs"' --note "as sluice-gateway, but the larger model: \
+testdata/models/cnn (two convolutions over a 28x28 image, 10 classes), one image per request (bench/cnn_body.json, \
+4.7 KB), config bench/cnn-batching.pbtxt (max_batch_size 64, dynamic_batching {})")
+  elif [ "$mode" = gateway-batching ]; then
     extra+=(--mode gateway --name sluice-gateway-batching --model-repo "$BATCH_REPO" --note "as sluice-gateway, but the \
 model's config.pbtxt is the kit's Triton configuration (bench/lr-batching.pbtxt: max_batch_size 64, dims [20], \
 dynamic_batching {}, so the replica runs queued requests together as one ONNX Runtime call)")
@@ -217,6 +228,19 @@ for w in $WORKER_COUNTS; do
       --kit "$KIT" --out "$RUNFILE" --log "$R/run/logs/$(row_name "$mode" "$w").log" || true
   done
 done
+# The larger model in Triton, when the ONNX Sluice row for it ran and the kit's Triton venv exists:
+# the kit's own bench.py, with the kit's method, on bench/triton_cnn (Python backend + onnxruntime).
+if [[ " $NATIVE_MODES " == *" gateway-cnn "* ]] && [ -x "$R/venv-pytriton/bin/python" ]; then
+  rm -rf "$R/run/triton-cnn-src" && mkdir -p "$R/run/triton-cnn-src" "$R/run/triton-cnn"
+  cp -r "$HERE/triton_cnn/cnn" "$R/run/triton-cnn-src/"
+  cp "$ROOT/testdata/models/cnn/model_repository/cnn/1/model.onnx" "$R/run/triton-cnn-src/cnn/1/"
+  in_ns python3 "$KIT/bench.py" --name triton-python-cnn \
+    --cmd "bash $HERE/triton_serve_repo.sh $R/venv-pytriton $R/run/triton-cnn-src $R/run/triton-cnn 8100" \
+    --url http://127.0.0.1:8100/v2/models/cnn/infer --body "$HERE/cnn_body.json" --expect '"name":"probs"' \
+    --out "$RUNFILE" --log "$R/run/logs/triton-python-cnn.log" \
+    --note "tritonserver 2.51 from the nvidia-pytriton wheel, Python backend (bench/triton_cnn: onnxruntime, \
+1 thread, requests of a dynamic batch run as one), 1 instance, max_batch_size 64, dynamic_batching {}" || true
+fi
 if [ -n "$PEERS" ]; then
   # The kit's bench prints its progress lines ("[peer] ...") and then its own table; keep the former.
   # shellcheck disable=SC2086

@@ -295,6 +295,7 @@ def main():
     ap.add_argument("--bin", required=True, help="the sluice release binary")
     ap.add_argument("--kit", default=os.path.join(ROOT, "..", "shared", "bench", "peers"))
     ap.add_argument("--model-repo", default=os.path.join(ROOT, "testdata/models/lr20/model_repository"))
+    ap.add_argument("--triton-model", default="lr", help="the model's name in --model-repo (the URL's /v2/models/NAME)")
     ap.add_argument("--body", default=None, help="default testdata/models/lr20/v2_X.json (ONNX modes), "
                     "bench/score_body.json (scoring-script modes)")
     ap.add_argument("--ctype", default="application/json")
@@ -370,11 +371,11 @@ def main():
         result_extra = {}
     if a.mode in ("gateway", "split-mirror"):
         server_cmd = f"exec {q(binary)} server --addr 127.0.0.1:{port} --data-dir {q(data_dir)}"
-        url = f"http://127.0.0.1:{port}/endpoints/lr-ep/v2/models/lr/infer"
+        url = f"http://127.0.0.1:{port}/endpoints/lr-ep/v2/models/{a.triton_model}/infer"
     elif a.mode == "replica":
         server_cmd = (f"exec {q(binary)} replica --model-dir {q(os.path.abspath(a.model_repo))} "
                       f"--format triton --listen 127.0.0.1:{port} --intra-op-threads 1 --inference-threads 1")
-        url = f"http://127.0.0.1:{port}/v2/models/lr/infer"
+        url = f"http://127.0.0.1:{port}/v2/models/{a.triton_model}/infer"
     elif a.mode == "python-gateway":
         server_cmd = f"exec {q(binary)} server --addr 127.0.0.1:{port} --data-dir {q(data_dir)} --python {q(python)}"
         url = f"http://127.0.0.1:{port}/endpoints/score-ep/score"

@@ -155,6 +155,13 @@ def performance_targets(rows):
                          f"{ol['server_cpu_us_per_req']:.0f} µs/req (p99 < 5 ms: {verdict(p99 < 5 and ol['errors'] == 0)}; "
                          f"load generator's worst dispatch lag {ol['max_dispatch_lag_us']} µs)")
         out.append(f"Targets, {n}: " + "; ".join(parts))
+    c1, c32 = run_at(rows.get("sluice-gateway-cnn"), 1), run_at(rows.get("sluice-gateway-cnn"), 32)
+    tc1, tc32 = run_at(rows.get("triton-python-cnn"), 1), run_at(rows.get("triton-python-cnn"), 32)
+    if c1 and c32 and tc1 and tc32 and tc32["rps"] > 0:
+        out.append(f"Larger model (CNN, one 28×28 image per request), sluice-gateway-cnn vs triton-python-cnn: c=32 "
+                   f"{c32['rps']:.0f} / {tc32['rps']:.0f} req/s = **{c32['rps'] / tc32['rps']:.2f}×**, server CPU "
+                   f"{c32['server_cpu_us_per_req']:.0f} vs {tc32['server_cpu_us_per_req']:.0f} µs/req; c=1 p50 "
+                   f"{c1['p50_ms']:.3f} vs {tc1['p50_ms']:.3f} ms")
     if out and not (t1 and t32):
         out.append("Targets against Triton: n/a (no triton-python-onnx result in this run; WITH_TRITON=1 builds its venv)")
     return out
