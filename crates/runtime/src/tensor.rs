@@ -42,6 +42,136 @@ macro_rules! with_vec {
     };
 }
 
+/// A v2 request's `data`, read without a JSON tree when it is a flat list of numbers (what clients send for
+/// tensors of any size); anything else (nested lists, strings, booleans, a scalar) is kept as a `Value`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JsonData {
+    /// A flat list of numbers, each exactly representable as f64 (integers beyond 2^53 go to `Tree`).
+    Numbers(Vec<f64>),
+    Tree(Value),
+}
+
+/// Integers up to this magnitude are exact in f64.
+const EXACT_F64_INT: f64 = 9_007_199_254_740_992.0;
+
+/// The JSON number a fast-path element stands for: integral values as integers (as the client most likely wrote
+/// them), others as floats.
+fn number_value(v: f64) -> Value {
+    if v.fract() == 0.0 && v.abs() < EXACT_F64_INT {
+        Value::from(v as i64)
+    } else {
+        serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number)
+    }
+}
+
+/// One element of a list: a number kept as f64, or anything else as a `Value`.
+enum ListItem {
+    Number(f64),
+    Other(Value),
+}
+
+impl<'de> serde::Deserialize<'de> for ListItem {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = ListItem;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<ListItem, E> {
+                Ok(if (v as f64).abs() < EXACT_F64_INT {
+                    ListItem::Number(v as f64)
+                } else {
+                    ListItem::Other(v.into())
+                })
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<ListItem, E> {
+                Ok(if (v as f64) < EXACT_F64_INT { ListItem::Number(v as f64) } else { ListItem::Other(v.into()) })
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<ListItem, E> {
+                Ok(ListItem::Number(v))
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<ListItem, E> {
+                Ok(ListItem::Other(Value::Bool(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<ListItem, E> {
+                Ok(ListItem::Other(Value::String(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<ListItem, E> {
+                Ok(ListItem::Other(Value::String(v)))
+            }
+            fn visit_unit<E>(self) -> Result<ListItem, E> {
+                Ok(ListItem::Other(Value::Null))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<ListItem, A::Error> {
+                let value = serde::Deserialize::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))?;
+                Ok(ListItem::Other(value))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<ListItem, A::Error> {
+                let value = serde::Deserialize::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(ListItem::Other(value))
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for JsonData {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = JsonData;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a list of values or a single value")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<JsonData, A::Error> {
+                let mut numbers = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 16));
+                while let Some(element) = seq.next_element::<ListItem>()? {
+                    match element {
+                        ListItem::Number(v) => numbers.push(v),
+                        ListItem::Other(first) => {
+                            // Not a flat list of numbers: a tree, as before.
+                            let mut items: Vec<Value> = numbers.into_iter().map(number_value).collect();
+                            items.push(first);
+                            while let Some(v) = seq.next_element::<Value>()? {
+                                items.push(v);
+                            }
+                            return Ok(JsonData::Tree(Value::Array(items)));
+                        }
+                    }
+                }
+                Ok(JsonData::Numbers(numbers))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<JsonData, E> {
+                Ok(JsonData::Tree(v.into()))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<JsonData, E> {
+                Ok(JsonData::Tree(v.into()))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<JsonData, E> {
+                Ok(JsonData::Tree(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number)))
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<JsonData, E> {
+                Ok(JsonData::Tree(Value::Bool(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<JsonData, E> {
+                Ok(JsonData::Tree(Value::String(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<JsonData, E> {
+                Ok(JsonData::Tree(Value::String(v)))
+            }
+            fn visit_unit<E>(self) -> Result<JsonData, E> {
+                Ok(JsonData::Tree(Value::Null))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<JsonData, A::Error> {
+                let value = serde::Deserialize::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(JsonData::Tree(value))
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
 /// A named tensor with its shape.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NamedTensor {
@@ -127,6 +257,40 @@ impl TensorData {
             };
         }
         Some(parts!(Bool, Uint8, Uint16, Uint32, Uint64, Int8, Int16, Int32, Int64, Fp32, Fp64, Bytes))
+    }
+
+    /// Decodes a request's `data` into `datatype`: a flat list of numbers straight into the buffer, anything else
+    /// (or a value the fast path cannot take) through `from_json`, with its messages.
+    pub fn from_request_data(datatype: DataType, data: JsonData) -> Result<Self, String> {
+        let numbers = match data {
+            JsonData::Tree(value) => return Self::from_json(datatype, &value).map(|(d, _)| d),
+            JsonData::Numbers(numbers) => numbers,
+        };
+        fn ints<T: TryFrom<i64>>(numbers: &[f64]) -> Option<Vec<T>> {
+            numbers
+                .iter()
+                .map(|v| (v.fract() == 0.0 && v.abs() < EXACT_F64_INT).then(|| T::try_from(*v as i64).ok()).flatten())
+                .collect()
+        }
+        let fast = match datatype {
+            DataType::Fp32 => Some(Self::Fp32(numbers.iter().map(|v| *v as f32).collect())),
+            DataType::Fp64 => Some(Self::Fp64(numbers.clone())),
+            DataType::Int8 => ints(&numbers).map(Self::Int8),
+            DataType::Int16 => ints(&numbers).map(Self::Int16),
+            DataType::Int32 => ints(&numbers).map(Self::Int32),
+            DataType::Int64 => ints(&numbers).map(Self::Int64),
+            DataType::Uint8 => ints(&numbers).map(Self::Uint8),
+            DataType::Uint16 => ints(&numbers).map(Self::Uint16),
+            DataType::Uint32 => ints(&numbers).map(Self::Uint32),
+            DataType::Uint64 => ints(&numbers).map(Self::Uint64),
+            DataType::Bool | DataType::Bytes => None,
+        };
+        match fast {
+            Some(data) => Ok(data),
+            // Numbers that do not fit the type: the tree path says which element and why.
+            None => Self::from_json(datatype, &Value::Array(numbers.into_iter().map(number_value).collect()))
+                .map(|(d, _)| d),
+        }
     }
 
     /// Keeps the elements `[start, end)`; used to split a batch.

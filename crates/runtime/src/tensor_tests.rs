@@ -98,3 +98,48 @@ fn appends_and_splits_for_batching() {
     let s = TensorData::Bytes(vec!["a".into(), "b".into()]).split(&[1, 1]).unwrap();
     assert_eq!(s[1], TensorData::Bytes(vec!["b".into()]));
 }
+
+fn request_data(datatype: DataType, json: &str) -> Result<TensorData, String> {
+    let data: JsonData = serde_json::from_str(json).expect("JSON");
+    TensorData::from_request_data(datatype, data)
+}
+
+#[test]
+fn flat_numbers_take_the_fast_path_and_decode_as_the_tree_does() {
+    let data: JsonData = serde_json::from_str("[1, 2.5, -3]").unwrap();
+    assert_eq!(data, JsonData::Numbers(vec![1.0, 2.5, -3.0]));
+    for (datatype, json) in [
+        (DataType::Fp32, "[0.45353662967681885, 1e-3, -2, 3.4e38]"),
+        (DataType::Fp64, "[0.1, 2, -7.25]"),
+        (DataType::Int64, "[1, -2, 3.0, 9007199254740991]"),
+        (DataType::Uint8, "[0, 255]"),
+        (DataType::Int32, "[2147483647, -2147483648]"),
+    ] {
+        let tree = TensorData::from_json(datatype, &serde_json::from_str(json).unwrap()).unwrap().0;
+        assert_eq!(request_data(datatype, json).unwrap(), tree, "{datatype} {json}");
+    }
+}
+
+#[test]
+fn anything_else_decodes_and_fails_as_before() {
+    // Not flat numbers: the tree path, unchanged.
+    assert_eq!(request_data(DataType::Fp32, "[[1, 2], [3, 4]]").unwrap(), TensorData::Fp32(vec![1.0, 2.0, 3.0, 4.0]));
+    assert_eq!(request_data(DataType::Bool, "[true, false]").unwrap(), TensorData::Bool(vec![true, false]));
+    assert_eq!(request_data(DataType::Bytes, r#"["a"]"#).unwrap(), TensorData::Bytes(vec!["a".into()]));
+    assert_eq!(request_data(DataType::Fp32, "5").unwrap(), TensorData::Fp32(vec![5.0]));
+    // Integers beyond 2^53 keep their exact value.
+    assert_eq!(
+        request_data(DataType::Int64, "[1, 9007199254740993]").unwrap(),
+        TensorData::Int64(vec![1, 9007199254740993])
+    );
+    assert_eq!(request_data(DataType::Uint64, "[18446744073709551615]").unwrap(), TensorData::Uint64(vec![u64::MAX]));
+    // Numbers that do not fit the type name the element, as the tree path does.
+    let e = request_data(DataType::Int32, "[1, 2.5]").unwrap_err();
+    assert!(e.contains("element 1 is 2.5, which is not a valid INT32 value"), "{e}");
+    let e = request_data(DataType::Uint8, "[256]").unwrap_err();
+    assert!(e.contains("element 0 is 256"), "{e}");
+    let e = request_data(DataType::Bool, "[1]").unwrap_err();
+    assert!(e.contains("not a valid BOOL value"), "{e}");
+    let e = request_data(DataType::Fp32, r#"[1, "x"]"#).unwrap_err();
+    assert!(e.contains("element 1 is \"x\""), "{e}");
+}

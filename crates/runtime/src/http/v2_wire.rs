@@ -9,7 +9,7 @@ use crate::datatype::DataType;
 use crate::error::InferError;
 use crate::infer::InferenceJob;
 use crate::model::ModelInfo;
-use crate::tensor::{NamedTensor, TensorData};
+use crate::tensor::{JsonData, NamedTensor, TensorData};
 
 #[derive(Debug, Deserialize)]
 pub struct InferRequest {
@@ -30,7 +30,7 @@ pub struct RequestInput {
     #[serde(default)]
     pub parameters: Option<Map<String, Value>>,
     #[serde(default)]
-    pub data: Option<Value>,
+    pub data: Option<JsonData>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -131,11 +131,8 @@ pub fn decode_request(json: &[u8], binary_section: Bytes) -> Result<DecodedReque
             (Some(_), Some(_)) => {
                 return Err(InferError::bad_request(format!("input '{name}' has both 'data' and binary_data_size")));
             }
-            (None, Some(value)) => {
-                TensorData::from_json(datatype, &value)
-                    .map_err(|e| InferError::bad_request(format!("input '{name}': {e}")))?
-                    .0
-            }
+            (None, Some(data)) => TensorData::from_request_data(datatype, data)
+                .map_err(|e| InferError::bad_request(format!("input '{name}': {e}")))?,
             (None, None) => return Err(InferError::bad_request(format!("input '{name}' has no 'data'"))),
         };
         inputs.push(NamedTensor { name, shape: input.shape, data });
