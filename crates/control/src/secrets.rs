@@ -52,6 +52,16 @@ pub fn new_credential() -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// An endpoint's two keys, decrypted from their stored form (online and serverless endpoints alike).
+pub(crate) fn decrypted_keys(
+    secrets: &Secrets,
+    primary_enc: &str,
+    secondary_enc: &str,
+) -> Result<sluice_api::endpoint::EndpointKeys, crate::ApiError> {
+    let dec = |s: &str| secrets.decrypt(s).map_err(|e| crate::ApiError::Internal(e.to_string()));
+    Ok(sluice_api::endpoint::EndpointKeys { primary_key: dec(primary_enc)?, secondary_key: dec(secondary_enc)? })
+}
+
 /// The key `regenerate-keys` stores for `body.key_type`: the caller's `keyValue`, or a fresh
 /// random key when it is absent or equals the current key (Azure's SDK sends the current key).
 pub(crate) fn rotated_key(

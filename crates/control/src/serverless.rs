@@ -397,8 +397,7 @@ pub async fn remove(
 }
 
 fn keys(control: &Control, row: &ServerlessEndpointRow) -> Result<EndpointKeys, ApiError> {
-    let dec = |s: &str| control.secrets.decrypt(s).map_err(|e| ApiError::Internal(e.to_string()));
-    Ok(EndpointKeys { primary_key: dec(&row.primary_key_enc)?, secondary_key: dec(&row.secondary_key_enc)? })
+    crate::secrets::decrypted_keys(&control.secrets, &row.primary_key_enc, &row.secondary_key_enc)
 }
 
 /// The endpoint's keys.

@@ -145,13 +145,12 @@ fn gather(first: Work, receiver: &Mutex<Receiver<Work>>) -> (Vec<Work>, Option<W
         if next.reply.is_closed() {
             continue;
         }
-        let joins = Arc::ptr_eq(&next.model, &batch[0].model)
-            && batch::compatible(&batch[0].job, &next.job)
-            && batch::rows(&next.job).is_some_and(|r| rows + r <= max);
-        if !joins {
+        let next_rows = batch::rows(&next.job).filter(|r| rows + r <= max);
+        let joins = Arc::ptr_eq(&next.model, &batch[0].model) && batch::compatible(&batch[0].job, &next.job);
+        let Some(next_rows) = next_rows.filter(|_| joins) else {
             return (batch, Some(next));
-        }
-        rows += batch::rows(&next.job).unwrap_or(0);
+        };
+        rows += next_rows;
         batch.push(next);
     }
     (batch, None)

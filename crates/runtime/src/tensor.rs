@@ -264,6 +264,7 @@ impl TensorData {
     pub fn from_request_data(datatype: DataType, data: JsonData) -> Result<Self, String> {
         let numbers = match data {
             JsonData::Tree(value) => return Self::from_json(datatype, &value).map(|(d, _)| d),
+            JsonData::Numbers(numbers) if datatype == DataType::Fp64 => return Ok(Self::Fp64(numbers)),
             JsonData::Numbers(numbers) => numbers,
         };
         fn ints<T: TryFrom<i64>>(numbers: &[f64]) -> Option<Vec<T>> {
@@ -274,7 +275,6 @@ impl TensorData {
         }
         let fast = match datatype {
             DataType::Fp32 => Some(Self::Fp32(numbers.iter().map(|v| *v as f32).collect())),
-            DataType::Fp64 => Some(Self::Fp64(numbers.clone())),
             DataType::Int8 => ints(&numbers).map(Self::Int8),
             DataType::Int16 => ints(&numbers).map(Self::Int16),
             DataType::Int32 => ints(&numbers).map(Self::Int32),
@@ -283,7 +283,8 @@ impl TensorData {
             DataType::Uint16 => ints(&numbers).map(Self::Uint16),
             DataType::Uint32 => ints(&numbers).map(Self::Uint32),
             DataType::Uint64 => ints(&numbers).map(Self::Uint64),
-            DataType::Bool | DataType::Bytes => None,
+            // FP64 was taken above, without a copy.
+            DataType::Fp64 | DataType::Bool | DataType::Bytes => None,
         };
         match fast {
             Some(data) => Ok(data),
