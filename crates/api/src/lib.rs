@@ -6,6 +6,7 @@
 
 pub mod batch;
 pub mod collector;
+pub mod compute;
 pub mod data;
 pub mod deployment;
 pub mod endpoint;

@@ -95,6 +95,9 @@ pub struct InvokeArgs {
     /// The job's name (default: batchjob-<uuid>).
     #[arg(long)]
     pub job_name: Option<String>,
+    /// low, medium (default) or high: waiting jobs start in priority order, then in arrival order.
+    #[arg(long)]
+    pub priority: Option<String>,
     /// Override a setting for this job: output_file_name, max_retries, timeout, error_threshold, ...
     #[arg(long, value_name = "KEY=VALUE")]
     pub set: Vec<String>,
@@ -114,7 +117,7 @@ impl Row for BatchEndpoint {
 
 impl Row for BatchJob {
     const HEADERS: &'static [&'static str] =
-        &["name", "endpoint", "deployment", "status", "queue", "mini-batches", "items", "created_at"];
+        &["name", "endpoint", "deployment", "status", "queue", "priority", "mini-batches", "items", "created_at"];
     fn row(&self) -> Vec<String> {
         let p = &self.progress;
         vec![
@@ -123,6 +126,7 @@ impl Row for BatchJob {
             self.deployment_name.clone(),
             self.status.clone(),
             self.queue_position.map(|q| q.to_string()).unwrap_or_default(),
+            self.priority.clone(),
             format!("{}/{} ({} failed)", p.completed_mini_batches, p.total_mini_batches, p.failed_mini_batches),
             format!("{} ({} failed)", p.succeeded_items, p.failed_items),
             self.created_at.clone(),
@@ -274,6 +278,11 @@ fn job_doc(args: &InvokeArgs) -> Result<SpecDoc, CliError> {
     }
     if let Some(n) = args.instance_count {
         doc.set("instance_count", u64::from(n));
+    }
+    if let Some(p) = &args.priority {
+        let p =
+            sluice_domain::compute::Priority::parse(p).map_err(|e| CliError::usage(format!("--priority {}", e.0)))?;
+        doc.set("priority", p.as_str());
     }
     Ok(doc)
 }

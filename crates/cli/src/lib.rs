@@ -7,6 +7,7 @@
 
 mod batch;
 mod batch_deployment;
+mod compute;
 mod data;
 mod deployment;
 mod endpoint;
@@ -25,6 +26,7 @@ mod wait;
 
 pub use batch::BatchEndpointCommand;
 pub use batch_deployment::BatchDeploymentCommand;
+pub use compute::ComputeCommand;
 pub use data::DataCommand;
 pub use deployment::DeploymentCommand;
 pub use endpoint::EndpointCommand;
@@ -89,6 +91,9 @@ pub enum Command {
     /// Follow, cancel and download batch jobs.
     #[command(subcommand)]
     Job(JobCommand),
+    /// Manage compute pools: named pools of instances that batch jobs run on.
+    #[command(subcommand)]
+    Compute(ComputeCommand),
     /// The models serverless endpoints can serve.
     #[command(subcommand)]
     ModelCatalog(CatalogCommand),
@@ -132,6 +137,7 @@ async fn execute(global: &GlobalArgs, cmd: Command) -> Result<(), CliError> {
         Command::BatchEndpoint(c) => batch::run_endpoint(&ctx, c).await,
         Command::BatchDeployment(c) => batch_deployment::run_deployment(&ctx, c).await,
         Command::Job(c) => job::run(&ctx, c).await,
+        Command::Compute(c) => compute::run(&ctx, c).await,
         Command::ModelCatalog(c) => serverless::run_catalog(&ctx, c).await,
         Command::ServerlessEndpoint(c) => serverless::run_endpoint(&ctx, c).await,
     }

@@ -6,6 +6,7 @@
 
 pub mod archive;
 mod batch;
+mod computes;
 mod data;
 mod deployments;
 mod endpoints;

@@ -23,13 +23,15 @@ use utoipa::OpenApi;
         crate::batch::deployments::remove,
         crate::batch::jobs::invoke, crate::batch::jobs::list_for_endpoint, crate::batch::jobs::list, crate::batch::jobs::show,
         crate::batch::jobs::cancel, crate::batch::jobs::outputs, crate::batch::jobs::logs,
+        crate::batch::computes::create, crate::batch::computes::update, crate::batch::computes::show,
+        crate::batch::computes::list, crate::batch::computes::remove,
         crate::serverless::list_catalog, crate::serverless::show_catalog_model, crate::serverless::add_catalog_model,
         crate::serverless::remove_catalog_model,
         crate::serverless::create, crate::serverless::show, crate::serverless::list, crate::serverless::remove,
         crate::serverless::get_credentials, crate::serverless::regenerate_keys, crate::serverless::usage,
     ),
     tags((name = "models"), (name = "environments"), (name = "data"), (name = "usage"), (name = "online-endpoints"), (name = "online-deployments"),
-        (name = "batch-endpoints"), (name = "batch-deployments"), (name = "jobs"),
+        (name = "batch-endpoints"), (name = "batch-deployments"), (name = "jobs"), (name = "computes"),
         (name = "model-catalog"), (name = "serverless-endpoints"))
 )]
 struct ApiDoc;

@@ -5,6 +5,7 @@
 //! `sluice-api`, which maps its fields onto these constructors.
 
 pub mod batch;
+pub mod compute;
 mod environment;
 mod instance_type;
 mod names;

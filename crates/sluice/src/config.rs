@@ -21,7 +21,8 @@ pub struct ServerArgs {
     /// ONNX Runtime shared library; found or provisioned automatically when absent
     #[arg(long, env = "ORT_DYLIB_PATH")]
     pub onnxruntime: Option<PathBuf>,
-    /// Batch worker processes the default compute pool runs at once [default: the CPU count]
+    /// Batch worker processes this server runs at once, over all compute pools; also the size of
+    /// the default pool a fresh install gets [default: the CPU count]
     #[arg(long, env = "SLUICE_BATCH_WORKERS")]
     pub batch_workers: Option<usize>,
 }

@@ -21,6 +21,10 @@ pub struct BatchJobRow {
     pub created_at: String,
     pub started_at: Option<String>,
     pub ended_at: Option<String>,
+    /// Queue order before arrival: 1 low, 2 medium (the default), 3 high.
+    pub priority: i64,
+    /// The compute pool the job draws instances from.
+    pub compute: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -97,8 +101,8 @@ impl Store {
         // (a read first could not be upgraded while the scheduler commits mini-batches).
         let (seq,): (i64,) = sqlx::query_as(
             "INSERT INTO batch_jobs (workspace, name, seq, endpoint, deployment, plan_json, input_json, job_dir, output_dir,
-             status, message, output_file, created_at, started_at, ended_at)
-             VALUES (?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM batch_jobs), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             status, message, output_file, created_at, started_at, ended_at, priority, compute)
+             VALUES (?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM batch_jobs), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
              RETURNING seq",
         )
         .bind(&job.workspace)
@@ -115,6 +119,8 @@ impl Store {
         .bind(&job.created_at)
         .bind(&job.started_at)
         .bind(&job.ended_at)
+        .bind(job.priority)
+        .bind(&job.compute)
         .fetch_one(&mut *tx)
         .await
         .map_err(conflict_or)?;
@@ -153,12 +159,14 @@ impl Store {
             .await?)
     }
 
-    /// Every job with one of `statuses`, in arrival order.
+    /// Every job with one of `statuses`, in queue order: higher priority first, then arrival.
     pub async fn batch_jobs_with_status(&self, statuses: &[&str]) -> Result<Vec<BatchJobRow>, StoreError> {
-        Ok(sqlx::query_as("SELECT * FROM batch_jobs WHERE status IN (SELECT value FROM json_each(?)) ORDER BY seq")
-            .bind(json_list(statuses))
-            .fetch_all(&self.pool)
-            .await?)
+        Ok(sqlx::query_as(
+            "SELECT * FROM batch_jobs WHERE status IN (SELECT value FROM json_each(?)) ORDER BY priority DESC, seq",
+        )
+        .bind(json_list(statuses))
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     /// Moves a job to `t.to` if its status is one of `from`; `Running` stamps `started_at`
@@ -309,6 +317,8 @@ mod tests {
             created_at: "t0".into(),
             started_at: None,
             ended_at: None,
+            priority: 2,
+            compute: "cpu-cluster".into(),
         }
     }
 
@@ -340,5 +350,12 @@ mod tests {
         let names: Vec<&str> = running.iter().map(|j| j.name.as_str()).collect();
         assert_eq!(names, ["job-a", "job-b"]);
         assert_eq!(running[0].started_at.as_deref(), Some("t1"));
+        // A later job of higher priority comes first in the queue; a lower one last.
+        store.insert_batch_job(&BatchJobRow { priority: 3, ..job("job-c") }, &[]).await.unwrap();
+        store.insert_batch_job(&BatchJobRow { priority: 1, compute: "gpu".into(), ..job("job-d") }, &[]).await.unwrap();
+        let queue = store.batch_jobs_with_status(&["Running", "NotStarted"]).await.unwrap();
+        let names: Vec<&str> = queue.iter().map(|j| j.name.as_str()).collect();
+        assert_eq!(names, ["job-c", "job-a", "job-b", "job-d"]);
+        assert_eq!(queue[3].compute, "gpu");
     }
 }

@@ -5,6 +5,7 @@
 
 mod batch;
 mod batch_jobs;
+mod computes;
 mod data_assets;
 mod deployments;
 mod endpoints;
@@ -19,6 +20,7 @@ pub use batch_jobs::{
     BatchJobRow, JobTransition, MINI_BATCH_COMMITTED, MINI_BATCH_FAILED, MINI_BATCH_PENDING, MiniBatchCounts,
     MiniBatchOutcome, MiniBatchRow,
 };
+pub use computes::ComputeRow;
 pub use data_assets::DataAssetRow;
 pub use deployments::DeploymentRow;
 pub use endpoints::EndpointRow;

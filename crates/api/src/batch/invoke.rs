@@ -79,6 +79,8 @@ fn azure_form(top: &Map<String, Value>) -> Result<BatchJobCreate, Vec<FieldError
         }
     }
     job.output_file_name = text(get(props, "outputFileName"));
+    let queue = get(props, "queueSettings").and_then(Value::as_object);
+    job.priority = text(get(props, "priority").or_else(|| queue.and_then(|q| get(q, "priority"))));
     if errors.is_empty() { Ok(job) } else { Err(errors) }
 }
 
@@ -185,7 +187,8 @@ mod tests {
             "inputData": {"input": {"jobInputType": "UriFolder", "uri": "/data/in", "mode": "ReadOnlyMount"}},
             "outputDataset": {"datastoreId": "ws", "path": "/data/out"},
             "miniBatchSize": 5, "compute": {"instanceCount": 2}, "errorThreshold": -1,
-            "retrySettings": {"maxRetries": 1, "timeout": "PT1M"}, "outputFileName": "out.csv"}});
+            "retrySettings": {"maxRetries": 1, "timeout": "PT1M"}, "outputFileName": "out.csv",
+            "queueSettings": {"priority": "High"}}});
         let a = read_body(&docs, Some("blue")).unwrap();
         let b = read_body(&sdk, None).unwrap();
         assert_eq!((a.input.path.as_str(), a.input.input_type), ("/data/in", Some(InputTypeWire::UriFolder)));
@@ -194,6 +197,7 @@ mod tests {
         assert_eq!(b.output_path.as_deref(), Some("/data/out"));
         assert_eq!((b.mini_batch_size, b.instance_count, b.error_threshold), (Some(5), Some(2), Some(-1)));
         assert_eq!((b.max_retries, b.timeout, b.output_file_name.as_deref()), (Some(1), Some(60), Some("out.csv")));
+        assert_eq!((a.priority, b.priority.as_deref()), (None, Some("High")));
     }
 
     #[test]

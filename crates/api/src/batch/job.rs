@@ -33,6 +33,10 @@ pub struct BatchJobCreate {
     pub timeout: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_threshold: Option<i64>,
+    /// `low`, `medium` (default) or `high`: waiting jobs start in priority order, then in
+    /// arrival order (Azure ML's `queue_settings.priority`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<String>,
 }
 
 /// A job's one data input.
@@ -69,6 +73,10 @@ pub struct BatchJob {
     /// 1 for the next job to start, while the job waits for capacity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue_position: Option<u32>,
+    /// `low`, `medium` or `high`.
+    pub priority: String,
+    /// The compute pool it draws instances from (`azureml:<name>`).
+    pub compute: String,
     pub input: JobInput,
     pub output: JobOutput,
     pub settings: crate::batch::EffectiveBatchSettings,

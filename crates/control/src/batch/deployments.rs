@@ -60,6 +60,7 @@ async fn prepare(
         _ => spec.endpoint_name = Some(endpoint.to_owned()),
     }
     let valid = validate::deployment(&spec).map_err(ApiError::validation)?;
+    super::computes::check_exists(batch, ws, &valid.compute).await?;
     let control = &batch.control;
     let model = resolve(control, ws, valid.model.name.as_str(), valid.model.version.as_ref().map(|v| v.as_str()))
         .await

@@ -18,6 +18,7 @@ use sluice_api::batch::job::{BatchJob, BatchJobCreate, FailedFile, JobInput, Job
 use sluice_api::{FieldError, InputTypeWire};
 use sluice_domain::ProvisioningState;
 use sluice_domain::batch::{JobStatus, job_name};
+use sluice_domain::compute::Priority;
 use sluice_store::{BatchJobRow, JobTransition, StoreError};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -123,6 +124,11 @@ pub(super) async fn create_job(
     }
     let mut plan = JobPlan::of_deployment(batch, &dep).await.map_err(ApiError::BadRequest)?;
     plan.apply_overrides(&body)?;
+    let priority = match &body.priority {
+        Some(p) => Priority::parse(p).map_err(|e| field("priority", e.0))?,
+        None => Priority::default(),
+    };
+    super::computes::check_exists(batch, ws, &plan.compute).await?;
     let name = match &body.name {
         Some(n) => job_name(n).map_err(|e| field("name", e.0))?,
         None => format!("batchjob-{}", uuid::Uuid::new_v4()),
@@ -166,6 +172,8 @@ pub(super) async fn create_job(
         created_at: clock::now_rfc3339(),
         started_at: None,
         ended_at: None,
+        priority: priority.rank(),
+        compute: plan.compute.clone(),
     };
     let row = match store.insert_batch_job(&row, &batches).await {
         Ok(r) => r,
@@ -176,7 +184,7 @@ pub(super) async fn create_job(
     to_wire(batch, &row, &[]).await
 }
 
-/// Names of the jobs waiting to start, in queue order.
+/// Names of the jobs waiting to start, in queue order (priority, then arrival).
 async fn queue(batch: &Batch) -> Result<Vec<String>, ApiError> {
     let waiting = [JobStatus::NotStarted.as_str(), JobStatus::Queued.as_str()];
     Ok(batch.control.store.batch_jobs_with_status(&waiting).await?.into_iter().map(|j| j.name).collect())
@@ -211,6 +219,8 @@ pub(super) async fn to_wire(batch: &Batch, row: &BatchJobRow, queue: &[String]) 
         message: row.message.clone(),
         partial: ended_short && counts.committed > 0,
         queue_position: queue.iter().position(|n| *n == row.name).map(|i| i as u32 + 1),
+        priority: Priority::from_rank(row.priority).as_str().into(),
+        compute: format!("azureml:{}", row.compute),
         input: JobInput {
             input_type: input.get("type").and_then(|t| t.as_str()).and_then(InputTypeWire::parse),
             path: input.get("path").and_then(|p| p.as_str()).unwrap_or_default().to_owned(),

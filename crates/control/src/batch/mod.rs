@@ -12,6 +12,7 @@
 //!
 //! **Invariant.** User code runs only in the worker processes, which die with the server.
 
+pub(crate) mod computes;
 mod data_plane;
 pub(crate) mod deployments;
 pub(crate) mod endpoints;
@@ -32,9 +33,6 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
-/// The compute pool a fresh install has; every `compute:` name draws from it for now.
-pub const DEFAULT_POOL: &str = "cpu-cluster";
-
 /// How batch jobs run on this server.
 #[derive(Debug, Clone)]
 pub struct BatchConfig {
@@ -44,7 +42,8 @@ pub struct BatchConfig {
     pub python: PathBuf,
     /// The `sluice_worker` package, written out for workers (`PYTHONPATH`), or why it is not.
     pub worker_package: Result<PathBuf, String>,
-    /// Worker processes the default pool runs at once, over all jobs.
+    /// Worker processes this server runs at once, over all jobs and pools (`--batch-workers`);
+    /// also the size of the default pool a fresh install gets.
     pub pool_workers: usize,
 }
 
@@ -53,7 +52,7 @@ pub struct Batch {
     control: Arc<Control>,
     config: BatchConfig,
     wake: Notify,
-    /// Jobs with a runner in this process: their worker count and cancel switch.
+    /// Jobs with a runner in this process: their pool, instances, workers and cancel switch.
     running: Mutex<HashMap<(String, String), scheduler::RunningJob>>,
     /// Deployments being provisioned: (workspace, endpoint, name, generation).
     provisioning: Mutex<std::collections::HashSet<(String, String, String, i64)>>,
@@ -72,7 +71,11 @@ impl Batch {
 
     /// Starts the scheduler (which also resumes jobs and deployments a previous run left).
     pub fn start(self: &Arc<Self>) {
-        tokio::spawn(scheduler::run(self.clone()));
+        let this = self.clone();
+        tokio::spawn(async move {
+            computes::seed_default(&this).await;
+            scheduler::run(this).await;
+        });
     }
 
     /// The management routes, behind the admin credential.
@@ -81,6 +84,7 @@ impl Batch {
             .merge(endpoints::routes())
             .merge(deployments::routes())
             .merge(jobs::routes())
+            .merge(computes::routes())
             .route_layer(axum::middleware::from_fn_with_state(self.control.clone(), admin_auth::require_admin))
             .with_state(self.clone())
     }

@@ -26,7 +26,14 @@ pub struct JobPlan {
     /// The environment's fields (a registered one copied in); `None` is the default Python, or
     /// the model's own `conda.yaml` for an MLflow model.
     pub environment: Option<serde_json::Value>,
+    /// The compute pool (absent in plans written before pools existed: the default one).
+    #[serde(default = "default_pool")]
+    pub compute: String,
     pub settings: PlanSettings,
+}
+
+fn default_pool() -> String {
+    sluice_domain::compute::DEFAULT_POOL.to_owned()
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -65,11 +72,6 @@ impl PlanSettings {
             logging_level: s.logging_level.python_name().to_owned(),
             environment_variables: s.environment_variables.clone(),
         }
-    }
-
-    /// Worker processes the job asks for.
-    pub fn workers(&self) -> usize {
-        (self.instance_count as usize).saturating_mul(self.max_concurrency_per_instance as usize).max(1)
     }
 
     pub fn threshold_crossed(&self, failed_items: u64) -> bool {
@@ -130,6 +132,7 @@ impl JobPlan {
             model_path: model.path,
             code: valid.code.map(|c| PlanCode { artifact: c.code, scoring_script: c.scoring_script }),
             environment,
+            compute: valid.compute.clone(),
             settings: PlanSettings::from_domain(&valid.settings),
         })
     }

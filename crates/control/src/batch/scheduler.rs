@@ -1,13 +1,12 @@
-//! The job scheduler: starts jobs first come, first served while the worker pool has room,
-//! holds the rest `Queued`, and resumes what a previous server process left running.
-//!
-//! A job asks for `instance_count × max_concurrency_per_instance` workers, no more than it has
-//! pending mini-batches and no more than the whole pool. The job at the head of the queue
-//! starts once that many workers are free; later jobs never overtake it.
+//! The job scheduler: starts waiting jobs in queue order (priority, then arrival) while their
+//! compute pool has free instances and the server has free worker processes, holds the rest
+//! `Queued` with the reason, and resumes what a previous server process left running. The
+//! decisions are `sluice_domain::compute::schedule`'s; this module feeds it and acts on them.
 
-use super::{Batch, plan::JobPlan, runner};
+use super::{Batch, computes, plan::JobPlan, runner};
 use crate::clock;
 use sluice_domain::batch::JobStatus;
+use sluice_domain::compute::{Capacity, Decision, QueuedJob, schedule};
 use sluice_store::{BatchJobRow, JobTransition};
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +17,8 @@ const PASS_INTERVAL: Duration = Duration::from_secs(2);
 
 /// A job with a runner in this process.
 pub(super) struct RunningJob {
+    pub compute: String,
+    pub instances: u32,
     pub workers: usize,
     pub cancel: watch::Sender<bool>,
 }
@@ -48,9 +49,19 @@ impl Batch {
         }
     }
 
-    /// Worker processes in use now.
-    pub(super) fn workers_in_use(&self) -> usize {
-        self.running.lock().expect("running lock").values().map(|j| j.workers).sum()
+    /// The jobs running on a pool (by name) and the instances they hold.
+    pub(super) fn running_on(&self, workspace: &str, compute: &str) -> (Vec<String>, u32) {
+        let running = self.running.lock().expect("running lock");
+        let mut names = Vec::new();
+        let mut instances = 0;
+        for ((ws, name), job) in running.iter() {
+            if ws == workspace && job.compute == compute {
+                names.push(name.clone());
+                instances += job.instances;
+            }
+        }
+        names.sort();
+        (names, instances)
     }
 
     async fn schedule(self: &Arc<Self>) {
@@ -63,49 +74,79 @@ impl Batch {
                 return;
             }
         };
-        let capacity = self.config.pool_workers.max(1);
-        let mut free = capacity.saturating_sub(self.workers_in_use());
-        let mut blocked = false;
-        for job in jobs {
-            let key = (job.workspace.clone(), job.name.clone());
-            if self.running.lock().expect("running lock").contains_key(&key) {
-                continue;
+        let waiting: Vec<BatchJobRow> = {
+            let running = self.running.lock().expect("running lock");
+            jobs.into_iter().filter(|j| !running.contains_key(&(j.workspace.clone(), j.name.clone()))).collect()
+        };
+        if waiting.is_empty() {
+            return;
+        }
+        let mut cap = Capacity { machine_workers: self.config.pool_workers.max(1), ..Capacity::default() };
+        match computes::capacities(self, sluice_api::DEFAULT_WORKSPACE).await {
+            Ok(pools) => cap.pools = pools.into_iter().collect(),
+            Err(e) => {
+                tracing::error!(error = %e, "batch scheduler cannot read compute pools");
+                return;
             }
-            let need = if blocked { usize::MAX } else { self.workers_needed(&job, capacity).await };
-            if need <= free {
-                free -= need;
-                self.start_runner(job, need);
-            } else {
-                // First come, first served: nothing behind a waiting job starts before it.
-                blocked = true;
-                if job.status != JobStatus::Queued.as_str() {
+        }
+        for job in self.running.lock().expect("running lock").values() {
+            *cap.in_use.entry(job.compute.clone()).or_default() += job.instances;
+            cap.workers_in_use += job.workers;
+        }
+        let mut queued = Vec::with_capacity(waiting.len());
+        for job in &waiting {
+            queued.push(self.queued_job(job).await);
+        }
+        for (job, decision) in waiting.into_iter().zip(schedule(&queued, &mut cap)) {
+            match decision {
+                Decision::Start { instances, workers } => self.start_runner(job, instances, workers),
+                Decision::Wait(why) => self.hold(&job, &why).await,
+                Decision::NoSuchCompute => {
+                    let why = format!(
+                        "compute {:?} no longer exists; create it again or invoke the job on a deployment with another compute",
+                        job.compute
+                    );
                     let now = clock::now_rfc3339();
                     let t = JobTransition {
-                        message: Some("waiting for free workers in the compute pool"),
-                        ..JobTransition::to(JobStatus::Queued.as_str(), &now)
+                        message: Some(&why),
+                        ended: true,
+                        ..JobTransition::to(JobStatus::Failed.as_str(), &now)
                     };
-                    let from = [JobStatus::NotStarted.as_str(), JobStatus::Running.as_str()];
-                    let _ = store.transition_batch_job((&job.workspace, &job.name), &from, &t).await;
+                    let from =
+                        [JobStatus::NotStarted.as_str(), JobStatus::Queued.as_str(), JobStatus::Running.as_str()];
+                    let _ = self.control.store.transition_batch_job((&job.workspace, &job.name), &from, &t).await;
                 }
             }
         }
     }
 
-    /// Workers a job would take now: what it asks for, at most its pending mini-batches and
-    /// the whole pool; none when only the merge is left.
-    async fn workers_needed(&self, job: &BatchJobRow, capacity: usize) -> usize {
-        let wanted = serde_json::from_str::<JobPlan>(&job.plan_json).map_or(1, |p| p.settings.workers());
-        let pending = match self.control.store.mini_batch_counts(&job.workspace, &job.name).await {
-            Ok(c) => (c.total - c.committed - c.failed).max(0) as usize,
-            Err(_) => 1,
-        };
-        wanted.min(pending).min(capacity)
+    /// Marks a job `Queued` with why it waits (once per change of reason).
+    async fn hold(&self, job: &BatchJobRow, why: &str) {
+        if job.status == JobStatus::Queued.as_str() && job.message.as_deref() == Some(why) {
+            return;
+        }
+        let now = clock::now_rfc3339();
+        let t = JobTransition { message: Some(why), ..JobTransition::to(JobStatus::Queued.as_str(), &now) };
+        let from = [JobStatus::NotStarted.as_str(), JobStatus::Queued.as_str(), JobStatus::Running.as_str()];
+        let _ = self.control.store.transition_batch_job((&job.workspace, &job.name), &from, &t).await;
     }
 
-    fn start_runner(self: &Arc<Self>, job: BatchJobRow, workers: usize) {
+    /// What the queue needs to know of a job: its pool, its ask, and its pending mini-batches.
+    async fn queued_job(&self, job: &BatchJobRow) -> QueuedJob {
+        let (instance_count, conc) = serde_json::from_str::<JobPlan>(&job.plan_json)
+            .map_or((1, 1), |p| (p.settings.instance_count, p.settings.max_concurrency_per_instance));
+        let pending = match self.control.store.mini_batch_counts(&job.workspace, &job.name).await {
+            Ok(c) => (c.total - c.committed - c.failed).max(0) as u64,
+            Err(_) => 1,
+        };
+        QueuedJob { compute: job.compute.clone(), instance_count, max_concurrency_per_instance: conc, pending }
+    }
+
+    fn start_runner(self: &Arc<Self>, job: BatchJobRow, instances: u32, workers: usize) {
         let key = (job.workspace.clone(), job.name.clone());
         let (cancel, rx) = watch::channel(false);
-        self.running.lock().expect("running lock").insert(key.clone(), RunningJob { workers, cancel });
+        let running = RunningJob { compute: job.compute.clone(), instances, workers, cancel };
+        self.running.lock().expect("running lock").insert(key.clone(), running);
         let this = self.clone();
         tokio::spawn(async move {
             runner::run(this.clone(), job, workers, rx).await;

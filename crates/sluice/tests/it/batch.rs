@@ -459,3 +459,111 @@ async fn an_overrunning_mini_batch_is_killed_and_retried(server: &Server, dir: &
     assert!(job["failed_files"][0]["error"].as_str().unwrap().contains("retry_settings.timeout (1 s)"), "{job}");
     no_workers_left(&server.data_dir).await;
 }
+
+/// Named compute pools: a deployment draws instances from its own pool, a full pool queues its
+/// jobs in priority order without holding back another pool's, growing the pool starts the next
+/// job at once, and a pool in use cannot be deleted.
+#[tokio::test]
+async fn compute_pools_queue_their_jobs_by_priority() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let python = test_python();
+    let server = Server::start_on(&data, &["--python", python.to_str().unwrap(), "--batch-workers", "4"]);
+
+    // A fresh install has the default pool, as large as the server's worker cap.
+    let pools = json(&server.cli_ok(&["compute", "list"]));
+    assert_eq!(pools.as_array().unwrap().len(), 1, "{pools}");
+    assert_eq!((&pools[0]["name"], &pools[0]["max_instances"]), (&"cpu-cluster".into(), &4.into()), "{pools}");
+    let solo = json(&server.cli_ok(&[
+        "compute",
+        "create",
+        "--name",
+        "solo",
+        "--type",
+        "amlcompute",
+        "--min-instances",
+        "0",
+        "--max-instances",
+        "1",
+    ]));
+    assert_eq!(
+        (&solo["id"], &solo["max_instances"], &solo["current_instances"]),
+        (&"azureml:solo".into(), &1.into(), &0.into())
+    );
+    let err = cli_err(&server, &["compute", "create", "--name", "solo", "--max-instances", "2"]);
+    assert!(err.contains("compute \"solo\" already exists"), "{err}");
+    let err = cli_err(&server, &["compute", "create", "--name", "k8s", "--type", "kubernetes"]);
+    assert!(err.contains("type: \"kubernetes\": only amlcompute"), "{err}");
+    let err = cli_err(&server, &["compute", "show", "--name", "nope"]);
+    assert!(err.contains("compute \"nope\" not found"), "{err}");
+
+    server.cli_ok(&["batch-endpoint", "create", "--name", "jobs-batch"]);
+    let (_, slow) = write_deployments(tmp.path());
+    let text = std::fs::read_to_string(&slow).unwrap();
+    let on = |compute: &str, name: &str| {
+        let file = tmp.path().join(format!("{name}.yml"));
+        let yml = text
+            .replace("name: slow-dpl", &format!("name: {name}"))
+            .replace("compute: azureml:cpu-cluster", &format!("compute: azureml:{compute}"))
+            .replace("max_concurrency_per_instance: 2", "max_concurrency_per_instance: 1");
+        std::fs::write(&file, yml).unwrap();
+        file
+    };
+    let err = cli_err(&server, &["batch-deployment", "create", "--file", on("gpu-pool", "lost").to_str().unwrap()]);
+    assert!(err.contains("compute: compute \"gpu-pool\" not found: create it"), "{err}");
+    server.cli_ok(&["batch-deployment", "create", "--file", on("solo", "solo-dpl").to_str().unwrap()]);
+    server.cli_ok(&["batch-deployment", "create", "--file", on("cpu-cluster", "shared-dpl").to_str().unwrap()]);
+
+    let input = slow_input(&tmp.path().join("in"), 3, 1.5);
+    let solo_job = |extra: &[&str]| {
+        let mut args = vec!["--deployment-name", "solo-dpl"];
+        args.extend_from_slice(extra);
+        invoke(&server, "jobs-batch", &input, &args)
+    };
+    let first = solo_job(&[]);
+    wait_job(&server, &first, Duration::from_secs(60), |j| j.status == "Running").await;
+    let low = solo_job(&["--priority", "low"]);
+    let high = solo_job(&["--priority", "HIGH"]);
+    let held = wait_job(&server, &low, Duration::from_secs(30), |j| j.status == "Queued").await;
+    assert!(held.message.as_deref().unwrap_or("").contains("compute solo (1 of 1 in use)"), "{held:?}");
+    let high_job = wait_job(&server, &high, Duration::from_secs(30), |j| j.status == "Queued").await;
+    assert_eq!((high_job.priority.as_str(), high_job.compute.as_str()), ("high", "azureml:solo"));
+    assert_eq!(server.client().get_job(&low).await.unwrap().queue_position, Some(2));
+    assert_eq!(high_job.queue_position, Some(1), "high priority goes ahead of an earlier low one");
+    // The queue is visible on the pool; another pool's job does not wait behind it.
+    let shown = json(&server.cli_ok(&["compute", "show", "--name", "solo"]));
+    assert_eq!(shown["running_jobs"], serde_json::json!([first]), "{shown}");
+    assert_eq!(shown["queued_jobs"], serde_json::json!([high, low]), "{shown}");
+    assert_eq!(shown["current_instances"], 1, "{shown}");
+    let quick = slow_input(&tmp.path().join("quick"), 1, 0.2);
+    let other = invoke(&server, "jobs-batch", &quick, &["--deployment-name", "shared-dpl"]);
+    let other = json(&server.cli_ok(&["job", "stream", "--name", &other]));
+    assert_eq!(other["status"], "Completed", "{other}");
+
+    // High before low: when the high job runs, the low one still waits.
+    wait_job(&server, &high, Duration::from_secs(60), |j| j.status == "Running").await;
+    assert_eq!(server.client().get_job(&low).await.unwrap().status, "Queued");
+    // A second instance starts the low job beside it at once.
+    let grown = json(&server.cli_ok(&["compute", "update", "--name", "solo", "--max-instances", "2"]));
+    assert_eq!(grown["max_instances"], 2, "{grown}");
+    wait_job(&server, &low, Duration::from_secs(10), |j| j.status != "Queued").await;
+    let high_now = server.client().get_job(&high).await.unwrap();
+    assert_eq!(high_now.status, "Running", "the low job started beside the high one: {high_now:?}");
+    for job in [&first, &high, &low] {
+        let done = json(&server.cli_ok(&["job", "stream", "--name", job]));
+        assert_eq!(done["status"], "Completed", "{done}");
+    }
+
+    let err = cli_err(&server, &["compute", "delete", "--name", "solo", "--yes"]);
+    assert!(err.contains("used by batch deployments jobs-batch/solo-dpl"), "{err}");
+    server.cli_ok(&["compute", "create", "--name", "spare"]);
+    server.cli_ok(&["compute", "delete", "--name", "spare", "--yes"]);
+    let names: Vec<String> = json(&server.cli_ok(&["compute", "list"]))
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names, ["cpu-cluster", "solo"]);
+    no_workers_left(&data).await;
+}
