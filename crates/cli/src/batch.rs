@@ -186,7 +186,7 @@ pub(crate) async fn run_endpoint(ctx: &Ctx, cmd: BatchEndpointCommand) -> Result
             client.delete_batch_endpoint(&args.name).await?;
             Ok(())
         }
-        BatchEndpointCommand::Invoke(args) => invoke(ctx, args).await,
+        BatchEndpointCommand::Invoke(args) => print_one(ctx.output, &invoke(ctx, args).await?),
         BatchEndpointCommand::ListJobs(args) => {
             print_list(ctx.output, &client.list_batch_endpoint_jobs(&args.name).await?)
         }
@@ -201,7 +201,7 @@ fn checked_endpoint(doc: &SpecDoc) -> Result<BatchEndpointSpec, CliError> {
 
 /// Checks the input locally, uploads it, and starts the job; a data asset is sent as named
 /// (the server resolves and pins its version).
-async fn invoke(ctx: &Ctx, args: InvokeArgs) -> Result<(), CliError> {
+pub(crate) async fn invoke(ctx: &Ctx, args: InvokeArgs) -> Result<BatchJob, CliError> {
     let input = &args.input;
     if let Some(reference) = input.to_str().and_then(sluice_api::data::reference) {
         reference.map_err(|e| CliError::usage(format!("--input {e}")))?;
@@ -216,12 +216,11 @@ async fn invoke(ctx: &Ctx, args: InvokeArgs) -> Result<(), CliError> {
         doc.set("input", serde_yaml::to_value(input).unwrap_or_default());
         doc.apply_sets(&args.set)?;
         let body: BatchJobCreate = doc.typed()?;
-        let job = ctx
+        return ctx
             .client
             .invoke_batch_endpoint(&args.name, &body)
             .await
-            .map_err(|e| CliError::client_from("command line", e))?;
-        return print_one(ctx.output, &job);
+            .map_err(|e| CliError::client_from("command line", e));
     }
     let meta = std::fs::metadata(input)
         .map_err(|e| CliError::usage(format!("--input {}: {e} (give a local folder or file)", input.display())))?;
@@ -252,12 +251,7 @@ async fn invoke(ctx: &Ctx, args: InvokeArgs) -> Result<(), CliError> {
     ctx.client.get_batch_endpoint(&args.name).await?;
     let uploaded = ctx.client.upload_dir_or_file(input).await?;
     body.input.path = uploaded.artifact;
-    let job = ctx
-        .client
-        .invoke_batch_endpoint(&args.name, &body)
-        .await
-        .map_err(|e| CliError::client_from("command line", e))?;
-    print_one(ctx.output, &job)
+    ctx.client.invoke_batch_endpoint(&args.name, &body).await.map_err(|e| CliError::client_from("command line", e))
 }
 
 /// The job's fields from the flags (all but the input and `--set`).

@@ -25,6 +25,8 @@ pub enum BatchDeploymentCommand {
     List(EndpointNameArgs),
     /// Delete a batch deployment.
     Delete(DeploymentDeleteArgs),
+    /// Run a deployment over a local folder in the foreground, with no server (--local).
+    Run(crate::batch_local::BatchRunArgs),
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -127,7 +129,7 @@ pub(crate) async fn run_deployment(ctx: &Ctx, cmd: BatchDeploymentCommand) -> Re
             override_names(&mut doc, &args.set, args.name.as_deref(), args.endpoint_name.as_deref())?;
             doc.inline_conda_file(Some("environment"))?;
             let spec = checked_deployment(&doc)?;
-            send(ctx, &doc, spec, args.no_wait, args.set_default).await
+            print_one(ctx.output, &send(ctx, &doc, spec, args.no_wait, args.set_default).await?)
         }
         BatchDeploymentCommand::Update(args) => {
             let mut doc = match &args.file {
@@ -143,7 +145,7 @@ pub(crate) async fn run_deployment(ctx: &Ctx, cmd: BatchDeploymentCommand) -> Re
             override_names(&mut doc, &args.set, args.name.as_deref(), args.endpoint_name.as_deref())?;
             doc.inline_conda_file(Some("environment"))?;
             let spec = checked_deployment(&doc)?;
-            send(ctx, &doc, spec, args.no_wait, false).await
+            print_one(ctx.output, &send(ctx, &doc, spec, args.no_wait, false).await?)
         }
         BatchDeploymentCommand::Show(args) => {
             print_one(ctx.output, &client.get_batch_deployment(&args.endpoint_name, &args.name).await?)
@@ -156,10 +158,16 @@ pub(crate) async fn run_deployment(ctx: &Ctx, cmd: BatchDeploymentCommand) -> Re
             client.delete_batch_deployment(&args.endpoint_name, &args.name).await?;
             Ok(())
         }
+        // The binary runs `--local` itself (it starts a private server); anything else is refused.
+        BatchDeploymentCommand::Run(args) => Err(CliError::usage(
+            crate::batch_local::check_local(&args)
+                .err()
+                .unwrap_or_else(|| "batch-deployment run --local is run by the sluice binary".into()),
+        )),
     }
 }
 
-fn override_names(
+pub(crate) fn override_names(
     doc: &mut SpecDoc,
     sets: &[String],
     name: Option<&str>,
@@ -177,7 +185,7 @@ fn override_names(
 
 /// The typed spec with every rule that needs no server checked (an inline model is checked on
 /// its own, its path must exist; the code folder and driver must exist).
-fn checked_deployment(doc: &SpecDoc) -> Result<BatchDeploymentSpec, CliError> {
+pub(crate) fn checked_deployment(doc: &SpecDoc) -> Result<BatchDeploymentSpec, CliError> {
     let spec: BatchDeploymentSpec = doc.typed()?;
     let mut probe = spec.clone();
     let mut errors = Vec::new();
@@ -211,13 +219,13 @@ fn code_errors(dir: &Path, script: &str) -> Vec<FieldError> {
 }
 
 /// Registers an inline model, uploads the code, sends the spec, waits, and sets the default.
-async fn send(
+pub(crate) async fn send(
     ctx: &Ctx,
     doc: &SpecDoc,
     mut spec: BatchDeploymentSpec,
     no_wait: bool,
     set_default: bool,
-) -> Result<(), CliError> {
+) -> Result<BatchDeployment, CliError> {
     let client = &ctx.client;
     let endpoint = spec.endpoint_name.clone().expect("validated: endpoint_name is set");
     let name = spec.name.clone();
@@ -236,7 +244,7 @@ async fn send(
     }
     let sent = client.put_batch_deployment(&endpoint, &spec).await.map_err(|e| CliError::client_from(&doc.label, e))?;
     if no_wait {
-        return print_one(ctx.output, &sent);
+        return Ok(sent);
     }
     let what = format!("batch deployment {name}");
     let done = wait_for(&what, Goal::Settled, None, || client.get_batch_deployment(&endpoint, &name)).await?;
@@ -253,7 +261,7 @@ async fn send(
         };
         client.update_batch_endpoint(&endpoint, &spec).await?;
     }
-    print_one(ctx.output, &done)
+    Ok(done)
 }
 
 #[cfg(test)]

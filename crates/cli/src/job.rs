@@ -101,6 +101,13 @@ fn progress_line(job: &BatchJob) -> String {
 /// Prints a progress line on stderr whenever the job moves, then the job itself on stdout;
 /// fails unless it completed.
 async fn stream(ctx: &Ctx, name: &str) -> Result<(), CliError> {
+    let job = follow(ctx, name).await?;
+    print_one(ctx.output, &job)?;
+    ended_well(&job)
+}
+
+/// Prints a progress line on stderr whenever the job moves; returns the job once it ended.
+pub(crate) async fn follow(ctx: &Ctx, name: &str) -> Result<BatchJob, CliError> {
     let mut last = String::new();
     loop {
         let job = ctx.client.get_job(name).await?;
@@ -109,14 +116,18 @@ async fn stream(ctx: &Ctx, name: &str) -> Result<(), CliError> {
             eprintln!("{line}");
             last = line;
         }
-        match job.status.as_str() {
-            "Completed" => return print_one(ctx.output, &job),
-            "Failed" | "Canceled" => {
-                print_one(ctx.output, &job)?;
-                let why = job.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default();
-                return Err(CliError::Failed(format!("job {name} {}{why}", job.status.to_lowercase())));
-            }
-            _ => tokio::time::sleep(STREAM_POLL).await,
+        if matches!(job.status.as_str(), "Completed" | "Failed" | "Canceled") {
+            return Ok(job);
         }
+        tokio::time::sleep(STREAM_POLL).await;
     }
+}
+
+/// `Ok` for a completed job; the failure, with the job's message, otherwise.
+pub(crate) fn ended_well(job: &BatchJob) -> Result<(), CliError> {
+    if job.status == "Completed" {
+        return Ok(());
+    }
+    let why = job.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default();
+    Err(CliError::Failed(format!("job {} {}{why}", job.name, job.status.to_lowercase())))
 }

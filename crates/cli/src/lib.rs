@@ -7,6 +7,7 @@
 
 mod batch;
 mod batch_deployment;
+mod batch_local;
 mod compute;
 mod data;
 mod deployment;
@@ -26,6 +27,7 @@ mod wait;
 
 pub use batch::BatchEndpointCommand;
 pub use batch_deployment::BatchDeploymentCommand;
+pub use batch_local::{BatchRunArgs, check_local, run_local};
 pub use compute::ComputeCommand;
 pub use data::DataCommand;
 pub use deployment::DeploymentCommand;

@@ -1,5 +1,6 @@
 //! `sluice`: the server, the replica process it starts, and the CLI, in one binary.
 
+mod batch_local;
 mod config;
 mod serve;
 mod server;
@@ -63,6 +64,9 @@ fn main() -> ExitCode {
                 python: std::env::var_os("SLUICE_PYTHON").map_or_else(|| "python3".into(), Into::into),
                 no_reload: false,
             })
+        }
+        Command::Client(sluice_cli::Command::BatchDeployment(sluice_cli::BatchDeploymentCommand::Run(args))) => {
+            batch_local::main(args, cli.global.output)
         }
         Command::Client(c) => {
             let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {

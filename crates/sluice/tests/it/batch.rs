@@ -567,3 +567,56 @@ async fn compute_pools_queue_their_jobs_by_priority() {
     assert_eq!(names, ["cpu-cluster", "solo"]);
     no_workers_left(&data).await;
 }
+
+/// `batch-deployment run --local`: the same deployment YAML over a local folder, no server to
+/// start; the output matches the server's, a failing run exits 1 with the reason, and nothing is
+/// left in the temporary directory.
+#[test]
+fn batch_deployment_run_local_scores_a_folder_without_a_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    let scratch = tmp.path().join("tmp");
+    std::fs::create_dir_all(&scratch).unwrap();
+    let (iris, _) = write_deployments(tmp.path());
+    let python = test_python();
+    let run = |extra: &[&str]| {
+        std::process::Command::new(crate::harness::BIN)
+            .args(["batch-deployment", "run", "--file", iris.to_str().unwrap(), "--python", python.to_str().unwrap()])
+            .args(extra)
+            .current_dir(repo())
+            .env("TMPDIR", &scratch)
+            .env_remove("SLUICE_SERVER")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+
+    let out_dir = tmp.path().join("out");
+    let out = run(&["--local", "--input", "examples/batch-sklearn/data", "--output-path", out_dir.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let job = json(&text(&out.stdout));
+    assert_eq!((&job["status"], &job["progress"]["succeeded_items"]), (&"Completed".into(), &64.into()), "{job}");
+    let got = std::fs::read(out_dir.join("predictions.csv")).unwrap();
+    assert!(got == std::fs::read(repo().join("examples/batch-sklearn/expected-predictions.csv")).unwrap());
+    assert!(text(&out.stderr).contains(&format!("output: {}", out_dir.join("predictions.csv").display())));
+
+    // A malformed file with error_threshold 0: the job fails, the reason and the driver's
+    // traceback are on stderr, and the exit status says so.
+    let bad = tmp.path().join("bad-in");
+    std::fs::create_dir_all(&bad).unwrap();
+    std::fs::write(bad.join("a.csv"), "colour,size\nblue,3\n").unwrap();
+    let out = run(&["--local", "--input", bad.to_str().unwrap(), "--set", "settings.error_threshold=0"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("more than error_threshold (0)") && err.contains("KeyError"), "{err}");
+
+    // Refusals before anything starts.
+    let out = run(&["--input", "examples/batch-sklearn/data"]);
+    assert!(!out.status.success() && text(&out.stderr).contains("needs --local"), "{}", text(&out.stderr));
+    let out = run(&["--local", "--input", "no/such/folder"]);
+    assert!(text(&out.stderr).contains("--input no/such/folder"), "{}", text(&out.stderr));
+    let out = run(&["--local", "--input", "examples/batch-sklearn/data", "--set", "settings.mini_batch_size=0"]);
+    assert!(text(&out.stderr).contains("settings.mini_batch_size: 0"), "{}", text(&out.stderr));
+    let left: Vec<_> = std::fs::read_dir(&scratch).unwrap().collect();
+    assert!(left.is_empty(), "the private server's directory is removed: {left:?}");
+}
