@@ -76,14 +76,16 @@ pub struct InvokeArgs {
     /// The deployment to run on (default: the endpoint's default deployment).
     #[arg(short, long)]
     pub deployment_name: Option<String>,
-    /// A local folder (every file below it) or file, uploaded to the server; or a registered
-    /// data asset, `azureml:NAME@latest` or `azureml:NAME:VERSION` (`sluice data create`).
+    /// A local folder (every file below it) or file, uploaded to the server; a registered data
+    /// asset, `azureml:NAME@latest` or `azureml:NAME:VERSION` (`sluice data create`); or an
+    /// S3 prefix or object, `s3://BUCKET/PREFIX`, which the server reads with its own credentials.
     #[arg(long)]
     pub input: PathBuf,
     /// uri_folder or uri_file (default: what --input is).
     #[arg(long, value_name = "TYPE")]
     pub input_type: Option<String>,
-    /// A folder on the server's machine for the output (default: the job's folder).
+    /// A folder on the server's machine, or `s3://BUCKET/PREFIX`, for the output (default: the
+    /// job's folder).
     #[arg(long, value_name = "DIR")]
     pub output_path: Option<PathBuf>,
     /// Files per run() call, for this job.
@@ -203,7 +205,10 @@ fn checked_endpoint(doc: &SpecDoc) -> Result<BatchEndpointSpec, CliError> {
 /// (the server resolves and pins its version).
 pub(crate) async fn invoke(ctx: &Ctx, args: InvokeArgs) -> Result<BatchJob, CliError> {
     let input = &args.input;
-    if let Some(reference) = input.to_str().and_then(sluice_api::data::reference) {
+    let remote = input.to_str().is_some_and(is_remote_url);
+    if let Some(reference) =
+        input.to_str().and_then(sluice_api::data::reference).or(remote.then_some(Ok((String::new(), None))))
+    {
         reference.map_err(|e| CliError::usage(format!("--input {e}")))?;
         let mut input = serde_json::json!({ "path": input.to_str() });
         if let Some(t) = args.input_type.as_deref() {
@@ -254,6 +259,11 @@ pub(crate) async fn invoke(ctx: &Ctx, args: InvokeArgs) -> Result<BatchJob, CliE
     ctx.client.invoke_batch_endpoint(&args.name, &body).await.map_err(|e| CliError::client_from("command line", e))
 }
 
+/// An object store URL the server reads itself (`s3://bucket/prefix`), sent as it is.
+fn is_remote_url(text: &str) -> bool {
+    text.starts_with("s3://") || text.starts_with("s3a://")
+}
+
 /// The job's fields from the flags (all but the input and `--set`).
 fn job_doc(args: &InvokeArgs) -> Result<SpecDoc, CliError> {
     let mut doc = SpecDoc::empty("command line");
@@ -264,8 +274,13 @@ fn job_doc(args: &InvokeArgs) -> Result<SpecDoc, CliError> {
         doc.set("name", n.as_str());
     }
     if let Some(p) = &args.output_path {
-        let abs = std::path::absolute(p).map_err(|e| CliError::usage(format!("--output-path {}: {e}", p.display())))?;
-        doc.set("output_path", abs.display().to_string());
+        if p.to_str().is_some_and(is_remote_url) {
+            doc.set("output_path", p.display().to_string());
+        } else {
+            let abs =
+                std::path::absolute(p).map_err(|e| CliError::usage(format!("--output-path {}: {e}", p.display())))?;
+            doc.set("output_path", abs.display().to_string());
+        }
     }
     if let Some(n) = args.mini_batch_size {
         doc.set("mini_batch_size", u64::from(n));

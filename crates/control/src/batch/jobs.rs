@@ -4,7 +4,8 @@
 
 use super::Batch;
 use super::endpoints::{default_deployment, load};
-use super::plan::{JobPlan, list_input, mini_batches};
+use super::plan::{JobPlan, mini_batches};
+use super::storage::{self, Location};
 use crate::error::Json;
 use crate::models::check_workspace;
 use crate::{ApiError, clock};
@@ -40,40 +41,48 @@ fn field(field: &str, message: impl Into<String>) -> ApiError {
     ApiError::validation(vec![FieldError { field: field.into(), message: message.into() }])
 }
 
-/// A local path as the API takes it: absolute, or a `file://` URL.
-fn local_path(field_name: &str, text: &str) -> Result<PathBuf, ApiError> {
-    let path = PathBuf::from(text.strip_prefix("file://").unwrap_or(text));
-    if path.is_absolute() && !text.starts_with("/subscriptions/") {
-        return Ok(path);
+/// A location as the API takes it: an absolute path, a `file://` URL, or an `s3://` URL.
+fn location(field_name: &str, text: &str) -> Result<Location, ApiError> {
+    match Location::parse(text) {
+        Some(Ok(l)) => Ok(l),
+        Some(Err(e)) => Err(field(field_name, e)),
+        None => Err(field(
+            field_name,
+            format!(
+                "{text:?}: expected an absolute path on the server's machine, an s3://BUCKET/PREFIX URL, an uploaded artifact (sha256:<hex>) or a data asset (azureml:NAME:VERSION, azureml:NAME@latest); datastore and https URIs are not supported yet"
+            ),
+        )),
     }
-    Err(field(
-        field_name,
-        format!(
-            "{text:?}: expected an absolute path on the server's machine, an uploaded artifact (sha256:<hex>) or a data asset (azureml:NAME:VERSION, azureml:NAME@latest); datastore and https URIs are not supported yet"
-        ),
-    ))
 }
 
-/// The input's folder or file, and its type.
-fn resolve_input(batch: &Batch, input: &JobInput) -> Result<(PathBuf, InputTypeWire), ApiError> {
+/// The input's location and what it holds (its files, listed in path order); checks the type.
+async fn resolve_input(batch: &Batch, input: &JobInput) -> Result<(Location, InputTypeWire, Vec<String>), ApiError> {
     let text = input.path.trim();
     let root = if text.starts_with("sha256:") {
         let artifacts = &batch.control.artifacts;
         let top = artifacts
             .top_level(text)
             .ok_or_else(|| field("input.path", format!("{text:?} is not an uploaded artifact")))?;
-        artifacts.path_of(text, &top).ok_or_else(|| field("input.path", "malformed artifact id"))?
+        Location::Local(artifacts.path_of(text, &top).ok_or_else(|| field("input.path", "malformed artifact id"))?)
     } else {
-        local_path("input.path", text)?
+        location("input.path", text)?
     };
-    let meta = std::fs::metadata(&root).map_err(|e| field("input.path", format!("{}: {e}", root.display())))?;
-    let actual = if meta.is_dir() { InputTypeWire::UriFolder } else { InputTypeWire::UriFile };
+    if let Location::Local(path) = &root {
+        std::fs::metadata(path).map_err(|e| field("input.path", format!("{}: {e}", path.display())))?;
+    }
+    let listing = storage::list(&root).await.map_err(|e| field("input.path", e))?;
+    let actual = if listing.is_folder { InputTypeWire::UriFolder } else { InputTypeWire::UriFile };
     match input.input_type {
         Some(t) if t != actual => Err(field(
             "input.type",
-            format!("{} is a {}, not a {}", root.display(), if meta.is_dir() { "folder" } else { "file" }, t.as_str()),
+            format!(
+                "{} is a {}, not a {}",
+                root.display(),
+                if listing.is_folder { "folder" } else { "file" },
+                t.as_str()
+            ),
         )),
-        _ => Ok((root, actual)),
+        _ => Ok((root, actual, listing.files)),
     }
 }
 
@@ -134,28 +143,22 @@ pub(super) async fn create_job(
         None => format!("batchjob-{}", uuid::Uuid::new_v4()),
     };
     let (input, shown) = data_asset_input(batch, ws, &body.input).await?;
-    let (root, input_type) = resolve_input(batch, &input)?;
     let job_dir = batch.jobs_root().join(&name);
     let output_dir = match &body.output_path {
-        Some(p) => {
-            let dir = local_path("output_path", p)?;
-            if dir.is_file() {
+        Some(p) => match location("output_path", p)? {
+            Location::Local(dir) if dir.is_file() => {
                 return Err(field("output_path", format!("{} is a file: expected a folder", dir.display())));
             }
-            dir
-        }
-        None => job_dir.join("outputs"),
+            l => l.display(),
+        },
+        None => job_dir.join("outputs").display().to_string(),
     };
-    let listing = root.clone();
-    let files = tokio::task::spawn_blocking(move || list_input(&listing))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(|e| field("input.path", format!("cannot list {}: {e}", root.display())))?;
+    let (root, input_type, files) = resolve_input(batch, &input).await?;
     if files.is_empty() {
         return Err(field("input.path", format!("{} holds no files", root.display())));
     }
     let batches = mini_batches(&files, plan.settings.mini_batch_size);
-    let input = serde_json::json!({ "type": input_type.as_str(), "path": shown, "root": root });
+    let input = serde_json::json!({ "type": input_type.as_str(), "path": shown, "root": root.display() });
     let row = BatchJobRow {
         workspace: ws.to_owned(),
         name: name.clone(),
@@ -165,7 +168,7 @@ pub(super) async fn create_job(
         plan_json: serde_json::to_string(&plan).map_err(|e| ApiError::Internal(e.to_string()))?,
         input_json: input.to_string(),
         job_dir: job_dir.display().to_string(),
-        output_dir: output_dir.display().to_string(),
+        output_dir,
         status: JobStatus::NotStarted.as_str().into(),
         message: None,
         output_file: None,
@@ -245,6 +248,16 @@ pub(super) async fn to_wire(batch: &Batch, row: &BatchJobRow, queue: &[String]) 
         started_at: row.started_at.clone(),
         ended_at: row.ended_at.clone(),
     })
+}
+
+/// The folder on this machine that holds the job's output: its output path, or for a remote
+/// one the job's own `outputs/`, which is uploaded when the job is done.
+pub(super) fn local_output_dir(row: &BatchJobRow) -> PathBuf {
+    if storage::is_remote(&row.output_dir) {
+        PathBuf::from(&row.job_dir).join("outputs")
+    } else {
+        PathBuf::from(&row.output_dir)
+    }
 }
 
 async fn existing(batch: &Batch, ws: &str, name: &str) -> Result<BatchJobRow, ApiError> {
@@ -354,7 +367,7 @@ pub async fn outputs(
     Path((ws, name)): Path<(String, String)>,
 ) -> Result<axum::response::Response, ApiError> {
     let row = existing(&batch, &ws, &name).await?;
-    let bytes = super::output::archive(PathBuf::from(&row.output_dir))
+    let bytes = super::output::archive(local_output_dir(&row))
         .await
         .map_err(|e| ApiError::Internal(format!("cannot pack the job's output: {e}")))?;
     Ok(([(axum::http::header::CONTENT_TYPE, "application/gzip")], bytes).into_response())

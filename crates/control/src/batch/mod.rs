@@ -22,6 +22,7 @@ mod plan;
 mod provision;
 mod runner;
 mod scheduler;
+mod storage;
 mod worker;
 
 pub use data_plane::intercept_jobs;

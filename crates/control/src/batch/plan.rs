@@ -200,14 +200,12 @@ pub fn list_input(root: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Splits files into mini-batches of `size`: each as (JSON array of paths, file count).
-pub fn mini_batches(files: &[PathBuf], size: u32) -> Vec<(String, i64)> {
+/// Splits files (paths or object URLs) into mini-batches of `size`: each as (JSON array of
+/// files, file count).
+pub fn mini_batches(files: &[String], size: u32) -> Vec<(String, i64)> {
     files
         .chunks(size.max(1) as usize)
-        .map(|chunk| {
-            let paths: Vec<String> = chunk.iter().map(|p| p.display().to_string()).collect();
-            (serde_json::to_string(&paths).unwrap_or_else(|_| "[]".into()), chunk.len() as i64)
-        })
+        .map(|chunk| (serde_json::to_string(chunk).unwrap_or_else(|_| "[]".into()), chunk.len() as i64))
         .collect()
 }
 
@@ -227,6 +225,7 @@ mod tests {
         let rel: Vec<String> =
             files.iter().map(|f| f.strip_prefix(dir.path()).unwrap().display().to_string()).collect();
         assert_eq!(rel, ["a/c.csv", "a/z.csv", "b.csv", "c.csv"]);
+        let files: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
         let batches = mini_batches(&files, 3);
         assert_eq!(batches.iter().map(|b| b.1).collect::<Vec<_>>(), [3, 1]);
         let first: Vec<String> = serde_json::from_str(&batches[0].0).unwrap();

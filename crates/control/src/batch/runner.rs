@@ -6,6 +6,7 @@
 use super::Batch;
 use super::output::{merge, write_part};
 use super::plan::JobPlan;
+use super::storage::{self, Location};
 use super::worker::{Attempt, BatchWorker, WorkerLaunch, prepare};
 use crate::clock;
 use sluice_api::batch::job::FailedFile;
@@ -99,6 +100,8 @@ struct Ctx {
     launch: WorkerLaunch,
     /// The input folder (or the file's folder): failed files are reported relative to it.
     input_root: PathBuf,
+    /// Where the input is: a remote one's objects are staged into `<job dir>/inputs/`.
+    input: Location,
     shared: Arc<Shared>,
 }
 
@@ -109,7 +112,16 @@ async fn execute(batch: &Arc<Batch>, job: &BatchJobRow, workers: usize, mut canc
         Err(e) => return Ending::Failed(format!("the job's plan is unreadable: {e}")),
     };
     let job_dir = PathBuf::from(&job.job_dir);
-    let output_dir = PathBuf::from(&job.output_dir);
+    let output = match Location::parse(&job.output_dir) {
+        Some(Ok(l)) => l,
+        Some(Err(e)) => return Ending::Failed(e),
+        None => return Ending::Failed(format!("the job's output path {:?} is not readable", job.output_dir)),
+    };
+    let input = match input_location(job) {
+        Ok(l) => l,
+        Err(e) => return Ending::Failed(e),
+    };
+    let output_dir = super::jobs::local_output_dir(job);
     for dir in [job_dir.join("parts"), job_dir.join("logs"), output_dir.clone()] {
         if let Err(e) = tokio::fs::create_dir_all(&dir).await {
             return Ending::Failed(format!("cannot create {}: {e}", dir.display()));
@@ -140,12 +152,19 @@ async fn execute(batch: &Arc<Batch>, job: &BatchJobRow, workers: usize, mut canc
         };
         let _ =
             store.transition_batch_job(key, &[JobStatus::Running.as_str()], &JobTransition::to("Running", &now)).await;
-        let input_root = input_root(job);
+        let input_root = input_root(job, &input);
         let count = workers.min(pending.len()).max(1);
         let (halt, _) = watch::channel(false);
         let shared = Arc::new(Shared { queue: Mutex::new(pending.into()), halt, failure: Mutex::new(None) });
-        let ctx =
-            Arc::new(Ctx { batch: batch.clone(), job: job.clone(), plan: plan.clone(), launch, input_root, shared });
+        let ctx = Arc::new(Ctx {
+            batch: batch.clone(),
+            job: job.clone(),
+            plan: plan.clone(),
+            launch,
+            input_root,
+            input,
+            shared,
+        });
         let mut tasks = tokio::task::JoinSet::new();
         for i in 0..count {
             tasks.spawn(worker_loop(ctx.clone(), i, cancel.clone()));
@@ -158,11 +177,18 @@ async fn execute(batch: &Arc<Batch>, job: &BatchJobRow, workers: usize, mut canc
             return Ending::Failed(why);
         }
     }
-    finish(batch, job, &plan, &job_dir, &output_dir).await
+    finish(batch, job, &plan, &job_dir, (&output, &output_dir)).await
 }
 
-/// Every mini-batch is committed or failed: merge the parts (`append_row`).
-async fn finish(batch: &Batch, job: &BatchJobRow, plan: &JobPlan, job_dir: &Path, output_dir: &Path) -> Ending {
+/// Every mini-batch is committed or failed: merge the parts (`append_row`) into the local
+/// output folder, then upload that folder when the output is remote.
+async fn finish(
+    batch: &Batch,
+    job: &BatchJobRow,
+    plan: &JobPlan,
+    job_dir: &Path,
+    (output, output_dir): (&Location, &Path),
+) -> Ending {
     let store = &batch.control.store;
     let counts = match store.mini_batch_counts(&job.workspace, &job.name).await {
         Ok(c) => c,
@@ -178,18 +204,22 @@ async fn finish(batch: &Batch, job: &BatchJobRow, plan: &JobPlan, job_dir: &Path
             counts.failed, counts.total, counts.failed_items
         )
     });
-    if !plan.settings.append_row {
-        return Ending::Completed { output_file: None, note };
+    let mut output_file = None;
+    if plan.settings.append_row {
+        let committed = match store.mini_batches(&job.workspace, &job.name, Some(MINI_BATCH_COMMITTED)).await {
+            Ok(c) => c.into_iter().map(|m| m.idx).collect(),
+            Err(e) => return Ending::Failed(format!("the store failed: {e}")),
+        };
+        let target = output_dir.join(&plan.settings.output_file_name);
+        if let Err(e) = merge(job_dir.to_owned(), committed, target.clone()).await {
+            return Ending::Failed(format!("cannot merge the output into {}: {e}", target.display()));
+        }
+        output_file = Some(output.child(&plan.settings.output_file_name));
     }
-    let committed = match store.mini_batches(&job.workspace, &job.name, Some(MINI_BATCH_COMMITTED)).await {
-        Ok(c) => c.into_iter().map(|m| m.idx).collect(),
-        Err(e) => return Ending::Failed(format!("the store failed: {e}")),
-    };
-    let target = output_dir.join(&plan.settings.output_file_name);
-    match merge(job_dir.to_owned(), committed, target.clone()).await {
-        Ok(()) => Ending::Completed { output_file: Some(target.display().to_string()), note },
-        Err(e) => Ending::Failed(format!("cannot merge the output into {}: {e}", target.display())),
+    if let Err(e) = storage::upload_folder(output, output_dir).await {
+        return Ending::Failed(format!("cannot upload the output: {e}"));
     }
+    Ending::Completed { output_file, note }
 }
 
 async fn threshold_crossed(batch: &Batch, job: &BatchJobRow, plan: &JobPlan) -> Option<String> {
@@ -203,12 +233,30 @@ async fn threshold_crossed(batch: &Batch, job: &BatchJobRow, plan: &JobPlan) -> 
     })
 }
 
-fn input_root(job: &BatchJobRow) -> PathBuf {
+/// Where the job's input is (its `input_json`'s `root`).
+fn input_location(job: &BatchJobRow) -> Result<Location, String> {
     let root = serde_json::from_str::<serde_json::Value>(&job.input_json)
         .ok()
-        .and_then(|v| v.get("root").and_then(|r| r.as_str()).map(PathBuf::from))
+        .and_then(|v| v.get("root").and_then(|r| r.as_str()).map(str::to_owned))
         .unwrap_or_default();
-    if root.is_file() { root.parent().map(Path::to_owned).unwrap_or_default() } else { root }
+    match Location::parse(&root) {
+        Some(l) => l,
+        None => Err(format!("the job's input {root:?} is not readable")),
+    }
+}
+
+/// The folder failed files are named relative to: the input folder (or a file's folder), or the
+/// staging folder of a remote input.
+fn input_root(job: &BatchJobRow, input: &Location) -> PathBuf {
+    match input {
+        Location::Local(root) if root.is_file() => root.parent().map(Path::to_owned).unwrap_or_default(),
+        Location::Local(root) => root.clone(),
+        Location::Remote { .. } => staging_dir(job),
+    }
+}
+
+fn staging_dir(job: &BatchJobRow) -> PathBuf {
+    PathBuf::from(&job.job_dir).join("inputs")
 }
 
 /// One worker process's life: boot once, then score mini-batches until the queue is empty or
@@ -240,7 +288,17 @@ async fn worker_loop(ctx: Arc<Ctx>, index: usize, cancel: watch::Receiver<bool>)
                 }
             }
         }
-        let files: Vec<String> = serde_json::from_str(&mb.files_json).unwrap_or_default();
+        let listed: Vec<String> = serde_json::from_str(&mb.files_json).unwrap_or_default();
+        let files = match storage::stage(&ctx.input, &listed, &staging_dir(&ctx.job)).await {
+            Ok(f) => f,
+            Err(e) => {
+                if let Err(e) = attempt_failed(&ctx, mb, &listed, e).await {
+                    ctx.shared.fail(e);
+                    break;
+                }
+                continue;
+            }
+        };
         let w = worker.as_mut().expect("booted above");
         let attempt = tokio::select! {
             a = w.score(mb.idx, &files, timeout) => a,
@@ -309,7 +367,7 @@ async fn commit(ctx: &Ctx, mb: &MiniBatchRow, files: &[String], reply: super::wo
         .failed_files
         .unwrap_or_default()
         .into_iter()
-        .map(|f| FailedFile { file: relative(&ctx.input_root, &f.file), error: f.error })
+        .map(|f| FailedFile { file: relative(ctx, &f.file), error: f.error })
         .collect();
     let per_file = ctx.plan.code.is_none();
     let failed_count = failed_items(true, files.len() as u64, items, failed.len() as u64, per_file);
@@ -341,7 +399,7 @@ async fn attempt_failed(ctx: &Ctx, mb: MiniBatchRow, files: &[String], error: St
         return Ok(());
     }
     let failed: Vec<FailedFile> =
-        files.iter().map(|f| FailedFile { file: relative(&ctx.input_root, f), error: error.clone() }).collect();
+        files.iter().map(|f| FailedFile { file: relative(ctx, f), error: error.clone() }).collect();
     let outcome = MiniBatchOutcome {
         items: 0,
         failed_items: files.len() as i64,
@@ -359,6 +417,13 @@ async fn check_threshold(ctx: &Ctx) {
     }
 }
 
-fn relative(root: &Path, file: &str) -> String {
-    Path::new(file).strip_prefix(root).map(|p| p.display().to_string()).unwrap_or_else(|_| file.to_owned())
+/// A file as failures name it: below the input folder (a local path, a staged copy, or an
+/// object's URL below the input's).
+fn relative(ctx: &Ctx, file: &str) -> String {
+    if let Location::Remote { url, .. } = &ctx.input
+        && let Some(rel) = file.strip_prefix(url.as_str()).and_then(|r| r.strip_prefix('/'))
+    {
+        return rel.to_owned();
+    }
+    Path::new(file).strip_prefix(&ctx.input_root).map(|p| p.display().to_string()).unwrap_or_else(|_| file.to_owned())
 }
