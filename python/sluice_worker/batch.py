@@ -117,6 +117,8 @@ def split_csv_records(text):
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
+    if '"' not in text:
+        return lines  # no quoted field, so every line is a record
     records = []
     pending = None
     for line in lines:

@@ -269,6 +269,9 @@ async fn worker_loop(ctx: Arc<Ctx>, index: usize, cancel: watch::Receiver<bool>)
     let mut cancel_rx = cancel.clone();
     let mut worker: Option<BatchWorker> = None;
     let started = std::time::Instant::now();
+    // The previous mini-batch's commit (rows to disk, fsync, store) runs while the worker scores
+    // the next one; at most one is in flight, and it is awaited before the loop ends.
+    let mut committing: Option<tokio::task::JoinHandle<Result<(), String>>> = None;
     loop {
         if *cancel.borrow() || *halt.borrow() {
             break;
@@ -307,10 +310,12 @@ async fn worker_loop(ctx: Arc<Ctx>, index: usize, cancel: watch::Receiver<bool>)
         };
         let error = match attempt {
             Attempt::Replied(reply) if reply.ok => {
-                if let Err(e) = commit(&ctx, &mb, &files, reply).await {
+                if let Err(e) = settle(committing.take()).await {
                     ctx.shared.fail(e);
                     break;
                 }
+                let ctx = ctx.clone();
+                committing = Some(tokio::spawn(async move { commit(&ctx, &mb, &files, reply).await }));
                 continue;
             }
             Attempt::Replied(reply) => {
@@ -337,6 +342,9 @@ async fn worker_loop(ctx: Arc<Ctx>, index: usize, cancel: watch::Receiver<bool>)
             break;
         }
     }
+    if let Err(e) = settle(committing.take()).await {
+        ctx.shared.fail(e);
+    }
     if let Some(w) = worker {
         if *cancel.borrow() || *ctx.shared.halt.borrow() { w.kill().await } else { w.stop().await }
     }
@@ -355,6 +363,14 @@ async fn worker_loop(ctx: Arc<Ctx>, index: usize, cancel: watch::Receiver<bool>)
     };
     if let Err(e) = ctx.batch.control.store.add_usage(&usage).await {
         tracing::warn!(error = %e, job = %ctx.job.name, "cannot record batch usage");
+    }
+}
+
+/// Waits for a commit in flight, if any.
+async fn settle(commit: Option<tokio::task::JoinHandle<Result<(), String>>>) -> Result<(), String> {
+    match commit {
+        None => Ok(()),
+        Some(handle) => handle.await.map_err(|e| format!("a commit task failed: {e}"))?,
     }
 }
 
