@@ -159,6 +159,11 @@ def sluice_runs(binary, python, workers, size, input_dir, work, repeat):
             with open(job["output"]["file"]) as f:
                 rows = sum(1 for _ in f)
             runs.append((wall, rows))
+            t = {k: datetime.datetime.fromisoformat(job[k].replace("Z", "+00:00")[:26] + "+00:00")
+                 for k in ("created_at", "started_at", "ended_at")}
+            print(f"    job: invoke answered after {(t['created_at'] - t['created_at']).total_seconds():.2f} s, "
+                  f"started {(t['started_at'] - t['created_at']).total_seconds():.3f} s after creation, "
+                  f"ran {(t['ended_at'] - t['started_at']).total_seconds():.3f} s; wall {wall:.3f} s", flush=True)
         return runs
     finally:
         server.stop()

@@ -346,7 +346,12 @@ async fn worker_loop(ctx: Arc<Ctx>, index: usize, cancel: watch::Receiver<bool>)
         ctx.shared.fail(e);
     }
     if let Some(w) = worker {
-        if *cancel.borrow() || *ctx.shared.halt.borrow() { w.kill().await } else { w.stop().await }
+        if *cancel.borrow() || *ctx.shared.halt.borrow() {
+            w.kill().await;
+        } else {
+            // Its work is committed: the job's merge need not wait for the process to exit.
+            tokio::spawn(w.stop());
+        }
     }
     // The cost basis: this worker's time, as compute-seconds of the job's deployment.
     let usage = sluice_store::UsageRow {
