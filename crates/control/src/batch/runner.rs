@@ -272,44 +272,38 @@ async fn worker_loop(ctx: Arc<Ctx>, index: usize, cancel: watch::Receiver<bool>)
     // The previous mini-batch's commit (rows to disk, fsync, store) runs while the worker scores
     // the next one; at most one is in flight, and it is awaited before the loop ends.
     let mut committing: Option<tokio::task::JoinHandle<Result<(), String>>> = None;
+    // What the worker log line at the end reports: mini-batches scored and the worker's own time.
+    let (mut scored, mut busy) = (0u64, 0f64);
+    // The mini-batch the worker is scoring: sent, its reply not read yet.
+    let mut scoring: Option<(MiniBatchRow, Vec<String>)> = None;
     loop {
         if *cancel.borrow() || *halt.borrow() {
             break;
         }
-        let Some(mb) = ctx.shared.queue.lock().expect("queue lock").pop_front() else { break };
-        if worker.is_none() {
-            let booted = tokio::select! {
-                w = BatchWorker::boot(&ctx.launch, log.clone()) => w,
-                _ = cancel_rx.wait_for(|c| *c) => break,
-                _ = halt.wait_for(|h| *h) => break,
-            };
-            match booted {
-                Ok(w) => worker = Some(w),
-                Err(e) => {
-                    ctx.shared.fail(e);
-                    break;
-                }
+        if scoring.is_none() {
+            match hand_next(&ctx, &mut worker, &log, &mut cancel_rx, &mut halt).await {
+                Next::Sent(mb, files) => scoring = Some((mb, files)),
+                Next::Retry => continue,
+                Next::Done => break,
             }
         }
-        let listed: Vec<String> = serde_json::from_str(&mb.files_json).unwrap_or_default();
-        let files = match storage::stage(&ctx.input, &listed, &staging_dir(&ctx.job)).await {
-            Ok(f) => f,
-            Err(e) => {
-                if let Err(e) = attempt_failed(&ctx, mb, &listed, e).await {
-                    ctx.shared.fail(e);
-                    break;
-                }
-                continue;
-            }
-        };
-        let w = worker.as_mut().expect("booted above");
+        let (mb, files) = scoring.take().expect("handed above");
+        let w = worker.as_mut().expect("a worker was booted for it");
         let attempt = tokio::select! {
-            a = w.score(mb.idx, &files, timeout) => a,
+            a = w.reply(mb.idx, timeout) => a,
             _ = cancel_rx.wait_for(|c| *c) => break,
             _ = halt.wait_for(|h| *h) => break,
         };
         let error = match attempt {
             Attempt::Replied(reply) if reply.ok => {
+                scored += 1;
+                busy += reply.seconds.unwrap_or(0.0);
+                // The worker gets its next mini-batch before this one is committed, so it never
+                // waits for the server's side (parsing, writing, fsync, the store).
+                match hand_next(&ctx, &mut worker, &log, &mut cancel_rx, &mut halt).await {
+                    Next::Sent(next, next_files) => scoring = Some((next, next_files)),
+                    Next::Retry | Next::Done => {}
+                }
                 if let Err(e) = settle(committing.take()).await {
                     ctx.shared.fail(e);
                     break;
@@ -353,6 +347,14 @@ async fn worker_loop(ctx: Arc<Ctx>, index: usize, cancel: watch::Receiver<bool>)
             tokio::spawn(w.stop());
         }
     }
+    tracing::info!(
+        job = %ctx.job.name,
+        worker = index,
+        mini_batches = scored,
+        run_s = format!("{busy:.3}"),
+        alive_s = format!("{:.3}", started.elapsed().as_secs_f64()),
+        "batch worker done"
+    );
     // The cost basis: this worker's time, as compute-seconds of the job's deployment.
     let usage = sluice_store::UsageRow {
         workspace: ctx.job.workspace.clone(),
@@ -368,6 +370,66 @@ async fn worker_loop(ctx: Arc<Ctx>, index: usize, cancel: watch::Receiver<bool>)
     };
     if let Err(e) = ctx.batch.control.store.add_usage(&usage).await {
         tracing::warn!(error = %e, job = %ctx.job.name, "cannot record batch usage");
+    }
+}
+
+/// What [`hand_next`] did.
+enum Next {
+    /// The worker is scoring this mini-batch (with these local files).
+    Sent(MiniBatchRow, Vec<String>),
+    /// That mini-batch's attempt failed before the worker got it (and was recorded); try again.
+    Retry,
+    /// Nothing left, or the job stops (canceled, halted, or the worker could not boot).
+    Done,
+}
+
+/// Takes the next pending mini-batch, boots the worker if it has none, stages the files and sends
+/// the mini-batch to the worker without waiting for the reply.
+async fn hand_next(
+    ctx: &Arc<Ctx>,
+    worker: &mut Option<BatchWorker>,
+    log: &Path,
+    cancel: &mut watch::Receiver<bool>,
+    halt: &mut watch::Receiver<bool>,
+) -> Next {
+    if *cancel.borrow() || *halt.borrow() {
+        return Next::Done;
+    }
+    let Some(mb) = ctx.shared.queue.lock().expect("queue lock").pop_front() else { return Next::Done };
+    if worker.is_none() {
+        let booted = tokio::select! {
+            w = BatchWorker::boot(&ctx.launch, log.to_owned()) => w,
+            _ = cancel.wait_for(|c| *c) => return Next::Done,
+            _ = halt.wait_for(|h| *h) => return Next::Done,
+        };
+        match booted {
+            Ok(w) => *worker = Some(w),
+            Err(e) => {
+                ctx.shared.fail(e);
+                return Next::Done;
+            }
+        }
+    }
+    let listed: Vec<String> = serde_json::from_str(&mb.files_json).unwrap_or_default();
+    let files = match storage::stage(&ctx.input, &listed, &staging_dir(&ctx.job)).await {
+        Ok(f) => f,
+        Err(e) => return failed_before_scoring(ctx, mb, &listed, e).await,
+    };
+    let w = worker.as_mut().expect("booted above");
+    if let Err(e) = w.send(mb.idx, &files).await {
+        *worker = None;
+        return failed_before_scoring(ctx, mb, &files, e).await;
+    }
+    Next::Sent(mb, files)
+}
+
+async fn failed_before_scoring(ctx: &Arc<Ctx>, mb: MiniBatchRow, files: &[String], error: String) -> Next {
+    match attempt_failed(ctx, mb, files, error).await {
+        Ok(()) => Next::Retry,
+        Err(e) => {
+            ctx.shared.fail(e);
+            Next::Done
+        }
     }
 }
 

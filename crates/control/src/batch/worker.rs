@@ -124,6 +124,9 @@ pub struct Reply {
     pub failed_files: Option<Vec<FailedFileReply>>,
     #[serde(default)]
     pub bad_request: bool,
+    /// Seconds the worker spent in `run()` and on its result.
+    #[serde(default)]
+    pub seconds: Option<f64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -178,12 +181,18 @@ impl BatchWorker {
         }
     }
 
-    /// Hands one mini-batch to the worker and waits up to `timeout` for its reply.
-    pub async fn score(&mut self, idx: i64, files: &[String], timeout: Duration) -> Attempt {
+    /// Hands one mini-batch to the worker; on failure the worker is killed and the reason given.
+    pub async fn send(&mut self, idx: i64, files: &[String]) -> Result<(), String> {
         let request = serde_json::json!({ "id": idx, "files": files }).to_string();
         if let Err(e) = self.process.send(&request).await {
-            return self.lost(format!("cannot write to the worker: {e}")).await;
+            self.process.kill().await;
+            return Err(format!("cannot write to the worker: {e}"));
         }
+        Ok(())
+    }
+
+    /// Waits up to `timeout` for the reply to mini-batch `idx` (sent with [`Self::send`]).
+    pub async fn reply(&mut self, idx: i64, timeout: Duration) -> Attempt {
         match tokio::time::timeout(timeout, self.process.recv()).await {
             Err(_) => {
                 self.process.kill().await;
