@@ -600,6 +600,67 @@ fn batch_deployment_run_local_scores_a_folder_without_a_server() {
     assert!(got == std::fs::read(repo().join("examples/batch-sklearn/expected-predictions.csv")).unwrap());
     assert!(text(&out.stderr).contains(&format!("output: {}", out_dir.join("predictions.csv").display())));
 
+    // 200 files (20 copies of each example file), by the custom driver and by an MLflow model
+    // without code: every row, in input order.
+    let many = tmp.path().join("many");
+    std::fs::create_dir_all(&many).unwrap();
+    let examples = repo().join("examples/batch-sklearn/data");
+    let mut names: Vec<String> =
+        std::fs::read_dir(&examples).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    names.sort();
+    for name in &names {
+        for copy in 0..20 {
+            std::fs::copy(examples.join(name), many.join(format!("{}-{copy:02}.csv", name.trim_end_matches(".csv"))))
+                .unwrap();
+        }
+    }
+    let expected = std::fs::read_to_string(repo().join("examples/batch-sklearn/expected-predictions.csv")).unwrap();
+    let mut want = String::new();
+    for name in &names {
+        for copy in 0..20 {
+            let file = format!("{}-{copy:02}.csv", name.trim_end_matches(".csv"));
+            for line in expected.lines().filter(|l| l.split(' ').next() == Some(name.as_str())) {
+                want.push_str(&line.replacen(name.as_str(), &file, 1));
+                want.push('\n');
+            }
+        }
+    }
+    let many_out = tmp.path().join("many-out");
+    let out = run(&["--local", "--input", many.to_str().unwrap(), "--output-path", many_out.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(json(&text(&out.stdout))["progress"]["total_files"], 200);
+    assert!(std::fs::read_to_string(many_out.join("predictions.csv")).unwrap() == want, "200 files in input order");
+    let mlflow = tmp.path().join("mlflow-dpl.yml");
+    std::fs::write(
+        &mlflow,
+        format!(
+            "name: mlflow-dpl\ntype: model\nmodel:\n  path: {}\n  type: mlflow_model\nenvironment:\n  image: mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest\ncompute: azureml:cpu-cluster\nsettings: {{mini_batch_size: 7, output_file_name: scored.csv}}\n",
+            repo().join("testdata/models/mlflow-sklearn").display()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(crate::harness::BIN)
+        .args([
+            "batch-deployment",
+            "run",
+            "--local",
+            "--file",
+            mlflow.to_str().unwrap(),
+            "--python",
+            python.to_str().unwrap(),
+        ])
+        .args(["--input", many.to_str().unwrap(), "--output-path", many_out.to_str().unwrap()])
+        .env("TMPDIR", &scratch)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let scored = std::fs::read_to_string(many_out.join("scored.csv")).unwrap();
+    let files: Vec<&str> = scored.lines().map(|l| l.rsplit(',').next().unwrap()).collect();
+    assert_eq!(files.len(), want.lines().count(), "one row per input row");
+    let order: Vec<&str> = want.lines().map(|l| l.split(' ').next().unwrap()).collect();
+    assert_eq!(files, order, "file by file, in input order");
+
     // A malformed file with error_threshold 0: the job fails, the reason and the driver's
     // traceback are on stderr, and the exit status says so.
     let bad = tmp.path().join("bad-in");
