@@ -131,23 +131,31 @@ def split_csv_records(text):
     return records
 
 
-def dataframe_rows(df, sep=CUSTOM_SEPARATOR):
-    """A DataFrame's rows as ``append_row`` writes them: ``to_csv`` without header and index."""
+def dataframe_text(df, sep=CUSTOM_SEPARATOR):
+    """A DataFrame's rows as one text block (each row ends in ``\n``) and how many there are."""
     if len(df.index) == 0:
-        return []
+        return "", 0
     kwargs = {"sep": sep, "header": False, "index": False}
     try:
         text = df.to_csv(lineterminator="\n", **kwargs)
     except TypeError:  # pandas < 1.5
         text = df.to_csv(line_terminator="\n", **kwargs)
-    return split_csv_records(text)
+    count = text.count("\n") if '"' not in text else len(split_csv_records(text))
+    return text, count
 
 
-def result_rows(result):
-    """run()'s return value -> output lines: a DataFrame's rows, else ``str()`` of each element."""
+def result_text(result):
+    """run()'s return value -> (output text, rows): a DataFrame's rows as ``to_csv`` writes them,
+    else one line per element (its ``str()``); every row ends in ``\n``."""
     pd = sys.modules.get("pandas")
     if pd is not None and isinstance(result, pd.DataFrame):
-        return dataframe_rows(result)
+        return dataframe_text(result)
+    lines = element_rows(result)
+    return "".join(line + "\n" for line in lines), len(lines)
+
+
+def element_rows(result):
+    """A list-like return value -> one output line per element (its ``str()``)."""
     if result is None:
         raise ResultError(
             "run() returned None; it must return a list (one element per processed input) or a pandas DataFrame"
@@ -182,7 +190,7 @@ class ScriptRunner:
         """-> ``(fields, ok)``: the reply's fields other than id, and whether it succeeded."""
         try:
             result = self.run(list(files))
-            rows = result_rows(result)
+            text, count = result_text(result)
         except ResultError as ex:
             message = f"TypeError: {ex}"
             _eprint(f"sluice_worker.batch: {message}")
@@ -191,7 +199,8 @@ class ScriptRunner:
             tb = traceback.format_exc()
             _eprint("Encountered Exception in run(): " + tb)
             return {"error": describe_error(ex), "traceback": tb}, False
-        return {"rows": rows, "items": len(rows)}, True
+        # One text block rather than a list of rows: the server writes it as it is.
+        return {"rows_text": text, "items": count}, True
 
 
 # --- MLflow models without a script --------------------------------------------------------------

@@ -162,13 +162,20 @@ def only_protocol_on_stdout(w):
 
 # --- custom scripts ------------------------------------------------------------------------------
 
+def rows(reply):
+    """A script's reply carries its rows as one text block, each row ending in a newline."""
+    text = reply["rows_text"]
+    assert text == "" or text.endswith("\n"), text
+    return text.split("\n")[:-1] if text else []
+
+
 def test_list_result_one_row_per_element(start, tmp_path):
     a = write(tmp_path / "a.txt", "1\n2\n3\n")
     b = write(tmp_path / "b.txt", "x\n")
     w = start("--entry-script", script("batch_list.py"), env={"BATCH_PREFIX": "p:"})
     reply = w.batch([a, b])
     assert reply["ok"] is True, reply
-    assert reply["rows"] == ["p:a.txt 3", "p:b.txt 1", "('call', 1)"]
+    assert rows(reply) == ["p:a.txt 3", "p:b.txt 1", "('call', 1)"]
     assert reply["items"] == 3
     assert reply["files"] == 2
     assert isinstance(reply["seconds"], float) and reply["seconds"] >= 0
@@ -176,7 +183,7 @@ def test_list_result_one_row_per_element(start, tmp_path):
 
     # The worker is long-lived: init() ran once, the module's state carries over.
     reply = w.batch([b])
-    assert reply["rows"] == ["p:b.txt 1", "('call', 2)"]
+    assert rows(reply) == ["p:b.txt 1", "('call', 2)"]
     assert w.wait_stderr("init done")
     assert w.stderr.count("init done") == 1
 
@@ -203,7 +210,7 @@ def test_dataframe_rows_space_separated_without_header_or_index(start, tmp_path)
     w = start("--entry-script", script("batch_dataframe.py"))
     reply = w.batch([a, b, c])
     assert reply["ok"] is True, reply
-    assert reply["rows"] == [
+    assert rows(reply) == [
         'a.csv 2 0.5 "first line"',
         "b.csv 1 0.5 plain",
         'c.csv 1 0.5 "say ""hi"""',
@@ -212,7 +219,7 @@ def test_dataframe_rows_space_separated_without_header_or_index(start, tmp_path)
     # The rows read back with pandas as the Azure examples read predictions.csv.
     import pandas as pd
 
-    back = pd.read_csv(io.StringIO("\n".join(reply["rows"]) + "\n"), sep=" ", header=None,
+    back = pd.read_csv(io.StringIO(reply["rows_text"]), sep=" ", header=None,
                        names=["file", "lines", "score", "text"])
     assert back["text"].tolist() == ["first line", "plain", 'say "hi"']
 
@@ -227,11 +234,11 @@ def test_run_raising_fails_the_mini_batch_and_the_worker_survives(start, tmp_pat
     assert "Traceback (most recent call last)" in reply["traceback"]
     assert "ValueError: cannot score bad.txt" in reply["traceback"]
     assert reply["files"] == 2
-    assert "rows" not in reply
+    assert "rows_text" not in reply
     assert w.wait_stderr("ValueError: cannot score bad.txt")
     # Still serving.
     reply = w.batch([good])
-    assert reply["ok"] is True and reply["rows"][0] == "good.txt 1"
+    assert reply["ok"] is True and rows(reply)[0] == "good.txt 1"
 
 
 def test_run_returning_none_fails_the_mini_batch(start, tmp_path):
@@ -249,7 +256,7 @@ def test_summary_only_writes_under_azureml_bi_output_path(start, tmp_path):
     w = start("--entry-script", script("batch_summary.py"), "--output-dir", str(out))
     reply = w.batch([a, b], output_dir=out)
     assert reply["ok"] is True, reply
-    assert reply["rows"] == [str(a), str(b)]
+    assert rows(reply) == [str(a), str(b)]
     assert reply["items"] == 2
     assert sorted(os.listdir(out)) == ["in-a.out", "in-b.out"]
     assert (out / "in-a.out").read_text() == f"{a} boot={out}\n"
@@ -300,7 +307,7 @@ def test_stdlib_only_in_a_bare_python(start, tmp_path):
     w = start("--entry-script", script("batch_list.py"), python_flags=("-S",))
     reply = w.batch([a])
     assert reply["ok"] is True, reply
-    assert reply["rows"][0] == "a.txt 1"
+    assert rows(reply)[0] == "a.txt 1"
 
 
 # --- ending the worker ---------------------------------------------------------------------------
@@ -336,7 +343,7 @@ def test_sigterm_during_a_mini_batch_finishes_it_first(start, tmp_path):
     w.proc.send_signal(signal.SIGTERM)
     reply = w.reply()
     assert reply["id"] == rid and reply["ok"] is True, reply
-    assert reply["rows"] == [f"done {slow}"]
+    assert rows(reply) == [f"done {slow}"]
     assert w.wait() == 0
     # A request queued behind it is not started.
     assert len(w.stdout_lines) == 2
@@ -436,11 +443,11 @@ def test_example_batch_sklearn_matches_expected_predictions(start):
     assert len(files) == 10
     w = start("--entry-script", "batch_driver.py", "--app-root", os.path.join(example, "code"),
               env={"AZUREML_MODEL_DIR": os.path.join(REPO, "examples", "sklearn-score")})
-    rows = []
+    text = ""
     for i in range(0, len(files), 3):
         reply = w.batch(files[i:i + 3])
         assert reply["ok"] is True, reply
-        rows.extend(reply["rows"])
+        text += reply["rows_text"]
     with open(os.path.join(example, "expected-predictions.csv"), encoding="utf-8") as f:
-        assert "".join(r + "\n" for r in rows) == f.read()
+        assert text == f.read()
     assert w.wait_stderr("run method start")  # the driver's print()

@@ -30,15 +30,31 @@ fn write_atomically(
     Ok(())
 }
 
-/// Writes one mini-batch's rows (each followed by `\n`), replacing a copy an earlier,
-/// uncommitted attempt left.
-pub async fn write_part(job_dir: PathBuf, idx: i64, rows: Vec<String>) -> std::io::Result<()> {
+/// A mini-batch's rows as a worker sends them: a list (each row is written followed by `\n`),
+/// or one text block whose rows already end in `\n` (a missing last one is added).
+pub enum Rows {
+    Lines(Vec<String>),
+    Text(String),
+}
+
+/// Writes one mini-batch's rows, replacing a copy an earlier, uncommitted attempt left.
+pub async fn write_part(job_dir: PathBuf, idx: i64, rows: Rows) -> std::io::Result<()> {
     tokio::task::spawn_blocking(move || {
         write_atomically(&part_path(&job_dir, idx), |f| {
             let mut out = std::io::BufWriter::new(f);
-            for row in &rows {
-                out.write_all(row.as_bytes())?;
-                out.write_all(b"\n")?;
+            match &rows {
+                Rows::Lines(lines) => {
+                    for row in lines {
+                        out.write_all(row.as_bytes())?;
+                        out.write_all(b"\n")?;
+                    }
+                }
+                Rows::Text(text) => {
+                    out.write_all(text.as_bytes())?;
+                    if !text.is_empty() && !text.ends_with('\n') {
+                        out.write_all(b"\n")?;
+                    }
+                }
             }
             out.flush()
         })
@@ -109,10 +125,10 @@ mod tests {
     async fn parts_merge_in_the_given_order_and_replace_old_attempts() {
         let dir = tempfile::tempdir().unwrap();
         let job = dir.path().to_owned();
-        write_part(job.clone(), 1, vec!["stale".into()]).await.unwrap();
-        write_part(job.clone(), 1, vec!["b 1".into(), "b 2".into()]).await.unwrap();
-        write_part(job.clone(), 0, vec!["a 1".into()]).await.unwrap();
-        write_part(job.clone(), 2, vec![]).await.unwrap();
+        write_part(job.clone(), 1, Rows::Lines(vec!["stale".into()])).await.unwrap();
+        write_part(job.clone(), 1, Rows::Lines(vec!["b 1".into(), "b 2".into()])).await.unwrap();
+        write_part(job.clone(), 0, Rows::Text("a 1".into())).await.unwrap();
+        write_part(job.clone(), 2, Rows::Text(String::new())).await.unwrap();
         let out = job.join("out/predictions.csv");
         merge(job.clone(), vec![0, 1, 2], out.clone()).await.unwrap();
         assert_eq!(std::fs::read_to_string(&out).unwrap(), "a 1\nb 1\nb 2\n");

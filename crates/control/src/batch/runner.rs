@@ -4,7 +4,7 @@
 //! mini-batch is committed or failed, the parts are merged in input order.
 
 use super::Batch;
-use super::output::{merge, write_part};
+use super::output::{Rows, merge, write_part};
 use super::plan::JobPlan;
 use super::storage::{self, Location};
 use super::worker::{Attempt, BatchWorker, WorkerLaunch, prepare};
@@ -445,7 +445,14 @@ async fn settle(commit: Option<tokio::task::JoinHandle<Result<(), String>>>) -> 
 /// part replaces the old one, so no row is ever merged twice.
 async fn commit(ctx: &Ctx, mb: &MiniBatchRow, files: &[String], reply: super::worker::Reply) -> Result<(), String> {
     let job_dir = PathBuf::from(&ctx.job.job_dir);
-    let items = reply.items.unwrap_or(reply.rows.len() as u64);
+    let rows = match reply.rows_text {
+        Some(text) => Rows::Text(text),
+        None => Rows::Lines(reply.rows),
+    };
+    let items = reply.items.unwrap_or(match &rows {
+        Rows::Lines(lines) => lines.len() as u64,
+        Rows::Text(text) => text.lines().count() as u64,
+    });
     let failed: Vec<FailedFile> = reply
         .failed_files
         .unwrap_or_default()
@@ -455,7 +462,7 @@ async fn commit(ctx: &Ctx, mb: &MiniBatchRow, files: &[String], reply: super::wo
     let per_file = ctx.plan.code.is_none();
     let failed_count = failed_items(true, files.len() as u64, items, failed.len() as u64, per_file);
     if ctx.plan.settings.append_row {
-        write_part(job_dir, mb.idx, reply.rows)
+        write_part(job_dir, mb.idx, rows)
             .await
             .map_err(|e| format!("cannot write the rows of mini-batch {}: {e}", mb.idx))?;
     }

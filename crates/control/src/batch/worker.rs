@@ -113,8 +113,12 @@ pub struct Reply {
     #[serde(default)]
     pub id: serde_json::Value,
     pub ok: bool,
+    /// The output rows as a list (MLflow models)...
     #[serde(default)]
     pub rows: Vec<String>,
+    /// ...or as one text block, each row ending in `\n` (scripts).
+    #[serde(default)]
+    pub rows_text: Option<String>,
     #[serde(default)]
     pub items: Option<u64>,
     #[serde(default)]
