@@ -86,8 +86,15 @@ async fn the_sklearn_example_scores_a_folder_into_the_expected_predictions() {
     assert!(log.contains("pandas==2.3.3") && log.contains("joblib==1.6.0"), "{log}");
 
     let name = invoke(&server, "iris-batch", &example.join("data"), &[]);
-    let out = server.cli_ok(&["job", "stream", "--name", &name]);
-    let job = json(&out);
+    let out = server.cli(&["job", "stream", "--name", &name]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // stream follows the workers' logs (the driver's print()) and a progress bar to the end.
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("| run method start:") && err.contains(&format!("[{}] {name}: Completed", "#".repeat(20))),
+        "{err}"
+    );
+    let job = json(&String::from_utf8_lossy(&out.stdout));
     assert_eq!(job["status"], "Completed", "{job}");
     let p = &job["progress"];
     assert_eq!(
