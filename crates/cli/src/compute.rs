@@ -1,6 +1,7 @@
 //! `sluice compute create|update|show|list|delete`: named pools of instances that batch
 //! deployments' `compute: azureml:NAME` draws from, as `az ml compute` manages amlcompute clusters.
 
+use crate::batch::{DeleteArgs, NameArgs};
 use crate::error::CliError;
 use crate::output::{Row, print_list, print_one};
 use crate::spec_file::SpecDoc;
@@ -15,7 +16,7 @@ pub enum ComputeCommand {
     /// Change a pool's size or description (flags or YAML over what is stored).
     Update(ComputeArgs),
     /// Show a pool, the instances in use, and the jobs running on it and waiting for it.
-    Show(NameArg),
+    Show(NameArgs),
     /// List compute pools.
     List,
     /// Delete a pool no batch deployment uses.
@@ -48,21 +49,6 @@ pub struct ComputeArgs {
     /// Override a field: `--set description=...` (repeatable).
     #[arg(long = "set", value_name = "PATH=VALUE")]
     pub set: Vec<String>,
-}
-
-#[derive(Debug, Clone, clap::Args)]
-pub struct NameArg {
-    #[arg(short, long)]
-    pub name: String,
-}
-
-#[derive(Debug, Clone, clap::Args)]
-pub struct DeleteArgs {
-    #[arg(short, long)]
-    pub name: String,
-    /// Do not ask for confirmation.
-    #[arg(short, long)]
-    pub yes: bool,
 }
 
 impl Row for Compute {
