@@ -134,26 +134,39 @@ fn relative_key(prefix: &StorePath, key: &StorePath) -> String {
 /// input>`.
 pub async fn stage(input: &Location, files: &[String], staging: &Path) -> Result<Vec<String>, String> {
     let Location::Remote { url, store, prefix } = input else { return Ok(files.to_vec()) };
-    let mut local = Vec::with_capacity(files.len());
+    let mut plan = Vec::with_capacity(files.len());
     for file in files {
         let rel = file.strip_prefix(url.as_str()).unwrap_or(file).trim_start_matches('/');
         let rel = if rel.is_empty() { prefix.filename().unwrap_or("input").to_owned() } else { rel.to_owned() };
         if rel.split('/').any(|c| c == ".." || c.is_empty()) {
             return Err(format!("{file}: an object name with an empty or '..' part cannot be staged"));
         }
-        let target = staging.join(&rel);
-        if !tokio::fs::try_exists(&target).await.unwrap_or(false) {
-            let key = if file == url {
-                prefix.clone()
-            } else {
-                StorePath::parse(format!("{prefix}/{rel}")).map_err(|e| e.to_string())?
-            };
-            download(store.as_ref(), &key, &target).await.map_err(|e| format!("cannot fetch {file}: {e}"))?;
-        }
-        local.push(target.display().to_string());
+        let key = if file == url {
+            prefix.clone()
+        } else {
+            StorePath::parse(format!("{prefix}/{rel}")).map_err(|e| e.to_string())?
+        };
+        plan.push((file.clone(), key, staging.join(&rel)));
     }
-    Ok(local)
+    // Several objects at once: on a real object store each one is a round trip.
+    let fetched: Vec<Result<String, String>> = futures_util::stream::iter(plan)
+        .map(|(file, key, target)| {
+            let store = Arc::clone(store);
+            async move {
+                if !tokio::fs::try_exists(&target).await.unwrap_or(false) {
+                    download(store.as_ref(), &key, &target).await.map_err(|e| format!("cannot fetch {file}: {e}"))?;
+                }
+                Ok(target.display().to_string())
+            }
+        })
+        .buffered(STAGE_CONCURRENCY)
+        .collect()
+        .await;
+    fetched.into_iter().collect()
 }
+
+/// Objects of one mini-batch fetched at once.
+const STAGE_CONCURRENCY: usize = 8;
 
 /// Streams one object to `target` through a temporary file (so a staged file is whole).
 async fn download(store: &dyn ObjectStore, key: &StorePath, target: &Path) -> Result<(), String> {
