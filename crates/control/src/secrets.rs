@@ -46,10 +46,16 @@ impl Secrets {
     }
 }
 
-/// A fresh random credential: 32 random bytes, URL-safe base64.
+/// A fresh random credential: 32 random bytes, URL-safe base64, never starting with '-' (which a
+/// command line would take for a flag: `--token -x...`).
 pub fn new_credential() -> String {
-    let bytes: [u8; 32] = rand::random();
-    URL_SAFE_NO_PAD.encode(bytes)
+    loop {
+        let bytes: [u8; 32] = rand::random();
+        let text = URL_SAFE_NO_PAD.encode(bytes);
+        if !text.starts_with('-') {
+            return text;
+        }
+    }
 }
 
 /// An endpoint's two keys, decrypted from their stored form (online and serverless endpoints alike).
@@ -113,6 +119,15 @@ pub fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_never_start_with_a_dash() {
+        // One in 64 encodings starts with '-': 2,000 draws would hit one unless it is excluded.
+        for _ in 0..2000 {
+            let c = new_credential();
+            assert!(!c.starts_with('-') && c.len() == 43, "{c}");
+        }
+    }
 
     #[test]
     fn keys_round_trip_and_ciphertext_hides_them() {

@@ -53,7 +53,9 @@ async fn iris_walkthrough_scores_like_onnxruntime() {
     let out = std::process::Command::new(python)
         .arg(repo().join("tests/python/check_tritonclient.py"))
         .args(["--url", &format!("{}/endpoints/iris-ep", server.url.trim_start_matches("http://"))])
-        .args(["--key", &key, "--model", "iris", "--repo"])
+        // `--key=...`: a generated key may start with '-', which argparse would take for a flag.
+        .arg(format!("--key={key}"))
+        .args(["--model", "iris", "--repo"])
         .arg(repo().join("examples/iris/model_repository"))
         .output()
         .expect("run check_tritonclient.py");
