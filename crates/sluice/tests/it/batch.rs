@@ -230,6 +230,7 @@ async fn jobs_report_failures_queue_for_workers_cancel_and_survive_a_server_cras
     a_malformed_file_fails_alone(&server, tmp.path()).await;
     a_second_job_waits_for_the_pool(&server, tmp.path()).await;
     cancel_leaves_partial_output(&server, tmp.path()).await;
+    a_killed_worker_is_replaced_and_no_row_is_lost(&server, tmp.path()).await;
     an_overrunning_mini_batch_is_killed_and_retried(&server, tmp.path()).await;
 
     // kill -9 mid-job: the restarted server resumes from the uncommitted mini-batches.
@@ -447,6 +448,24 @@ async fn cancel_leaves_partial_output(server: &Server, dir: &Path) {
     assert!(parts >= 1 && job.progress.completed_mini_batches < 6, "{job:?}");
     let err = cli_err(server, &["job", "cancel", "--name", &name]);
     assert!(err.contains("has already ended (Canceled)"), "{err}");
+}
+
+/// `kill -9` of a worker mid-job: its mini-batch is retried on a new worker, and the output has
+/// every row exactly once, in input order.
+async fn a_killed_worker_is_replaced_and_no_row_is_lost(server: &Server, dir: &Path) {
+    let input = slow_input(&dir.join("worker-kill-in"), 6, 0.7);
+    let name = invoke(server, "jobs-batch", &input, &["--deployment-name", "slow-dpl"]);
+    wait_job(server, &name, Duration::from_secs(60), |j| j.progress.completed_mini_batches >= 1).await;
+    let workers = batch_workers(&server.data_dir);
+    assert!(!workers.is_empty(), "the job's workers run");
+    let status = std::process::Command::new("kill").args(["-9", &workers[0].to_string()]).status().unwrap();
+    assert!(status.success());
+    let job = json(&server.cli_ok(&["job", "stream", "--name", &name]));
+    assert_eq!((&job["status"], &job["progress"]["succeeded_items"]), (&"Completed".into(), &6.into()), "{job}");
+    let job = server.client().get_job(&name).await.unwrap();
+    let (got, want) = slow_rows(server, &job, &input);
+    assert_eq!(got, want, "every row exactly once, in input order");
+    no_workers_left(&server.data_dir).await;
 }
 
 /// A mini-batch past `retry_settings.timeout` has its worker killed; out of retries, its file
