@@ -6,7 +6,7 @@ use crate::error::CliError;
 use crate::output::{Row, print_list, print_one};
 use crate::spec_file::SpecDoc;
 use crate::{Ctx, confirm};
-use sluice_api::batch::job::{BatchJob, BatchJobCreate};
+use sluice_api::batch::job::{BatchJob, BatchJobCreate, is_object_store_url};
 use sluice_api::batch::{BatchEndpoint, BatchEndpointSpec};
 use std::path::PathBuf;
 
@@ -205,7 +205,7 @@ fn checked_endpoint(doc: &SpecDoc) -> Result<BatchEndpointSpec, CliError> {
 /// (the server resolves and pins its version).
 pub(crate) async fn invoke(ctx: &Ctx, args: InvokeArgs) -> Result<BatchJob, CliError> {
     let input = &args.input;
-    let remote = input.to_str().is_some_and(is_remote_url);
+    let remote = input.to_str().is_some_and(is_object_store_url);
     if let Some(reference) =
         input.to_str().and_then(sluice_api::data::reference).or(remote.then_some(Ok((String::new(), None))))
     {
@@ -259,11 +259,6 @@ pub(crate) async fn invoke(ctx: &Ctx, args: InvokeArgs) -> Result<BatchJob, CliE
     ctx.client.invoke_batch_endpoint(&args.name, &body).await.map_err(|e| CliError::client_from("command line", e))
 }
 
-/// An object store URL the server reads itself (`s3://bucket/prefix`), sent as it is.
-fn is_remote_url(text: &str) -> bool {
-    text.starts_with("s3://") || text.starts_with("s3a://")
-}
-
 /// The job's fields from the flags (all but the input and `--set`).
 fn job_doc(args: &InvokeArgs) -> Result<SpecDoc, CliError> {
     let mut doc = SpecDoc::empty("command line");
@@ -274,7 +269,7 @@ fn job_doc(args: &InvokeArgs) -> Result<SpecDoc, CliError> {
         doc.set("name", n.as_str());
     }
     if let Some(p) = &args.output_path {
-        if p.to_str().is_some_and(is_remote_url) {
+        if p.to_str().is_some_and(is_object_store_url) {
             doc.set("output_path", p.display().to_string());
         } else {
             let abs =

@@ -158,12 +158,8 @@ pub(crate) async fn run_deployment(ctx: &Ctx, cmd: BatchDeploymentCommand) -> Re
             client.delete_batch_deployment(&args.endpoint_name, &args.name).await?;
             Ok(())
         }
-        // The binary runs `--local` itself (it starts a private server); anything else is refused.
-        BatchDeploymentCommand::Run(args) => Err(CliError::usage(
-            crate::batch_local::check_local(&args)
-                .err()
-                .unwrap_or_else(|| "batch-deployment run --local is run by the sluice binary".into()),
-        )),
+        // The sluice binary runs this itself: it starts a private server for the run.
+        BatchDeploymentCommand::Run(_) => Err(CliError::usage("batch-deployment run is run by the sluice binary")),
     }
 }
 

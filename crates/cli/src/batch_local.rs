@@ -73,17 +73,21 @@ pub async fn run_local(server: &str, token: String, output: OutputFormat, args: 
     }
 }
 
-/// Checks the YAML and the input before anything starts.
+/// Checks the flags, the YAML and the input before anything starts; the error is rendered as
+/// the CLI prints errors.
 pub fn check_local(args: &BatchRunArgs) -> Result<(), String> {
-    if !args.local {
-        return Err(
-            "batch-deployment run needs --local (on a server, create the deployment and run `sluice batch-endpoint invoke`)"
-                .into(),
-        );
-    }
-    std::fs::metadata(&args.input)
-        .map_err(|e| format!("--input {}: {e} (give a local folder or file)", args.input.display()))?;
-    local_doc(args).map(|_| ()).map_err(|e| e.render().trim_start_matches("error: ").to_owned())
+    let checked = if args.local {
+        std::fs::metadata(&args.input)
+            .map_err(|e| {
+                CliError::usage(format!("--input {}: {e} (give a local folder or file)", args.input.display()))
+            })
+            .and_then(|_| local_doc(args).map(|_| ()))
+    } else {
+        Err(CliError::usage(
+            "batch-deployment run needs --local (on a server, create the deployment and run `sluice batch-endpoint invoke`)",
+        ))
+    };
+    checked.map_err(|e| e.render())
 }
 
 /// The YAML with the overrides, bound to this machine's default pool.

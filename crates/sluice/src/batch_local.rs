@@ -6,7 +6,7 @@
 
 use sluice_cli::{BatchRunArgs, OutputFormat};
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::Duration;
 
@@ -15,7 +15,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(180);
 
 pub fn main(args: BatchRunArgs, output: OutputFormat) -> ExitCode {
     if let Err(e) = sluice_cli::check_local(&args) {
-        eprintln!("error: {e}");
+        eprintln!("{e}");
         return ExitCode::from(1);
     }
     let dir = std::env::temp_dir().join(format!("sluice-batch-local-{}-{}", std::process::id(), uuid::Uuid::new_v4()));
@@ -32,7 +32,11 @@ pub fn main(args: BatchRunArgs, output: OutputFormat) -> ExitCode {
 
 fn run(dir: &Path, args: BatchRunArgs, output: OutputFormat) -> Result<ExitCode, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let envs = cache_dir().join("local-batch-envs");
+    let cache = crate::config::cache_dir(
+        std::env::var_os("SLUICE_CACHE").map(Into::into),
+        std::env::var_os("HOME").map(Into::into),
+    );
+    let envs = cache.join("local-batch-envs");
     if std::fs::create_dir_all(&envs).is_ok() {
         let _ = std::os::unix::fs::symlink(&envs, dir.join("envs"));
     }
@@ -56,13 +60,6 @@ fn run(dir: &Path, args: BatchRunArgs, output: OutputFormat) -> Result<ExitCode,
     });
     stop(&mut server);
     Ok(code)
-}
-
-fn cache_dir() -> PathBuf {
-    std::env::var_os("SLUICE_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/sluice")))
-        .unwrap_or_else(|| PathBuf::from(".sluice-cache"))
 }
 
 fn start_server(dir: &Path, args: &BatchRunArgs) -> Result<Child, String> {

@@ -81,9 +81,7 @@ impl Settings {
         if !(1..=1024).contains(&batch_workers) {
             return Err(format!("batch_workers is {batch_workers}: expected 1 to 1024"));
         }
-        let cache_dir = env_cache
-            .or_else(|| home.map(|h| h.join(".cache/sluice")))
-            .unwrap_or_else(|| PathBuf::from(".sluice-cache"));
+        let cache_dir = cache_dir(env_cache, home);
         Ok(Self {
             addr: args.addr.or(file.addr).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
             data_dir,
@@ -98,6 +96,12 @@ impl Settings {
             batch_workers,
         })
     }
+}
+
+/// Where downloads and built environments are kept: `SLUICE_CACHE` (`env_cache`), else
+/// `$HOME/.cache/sluice`, else `.sluice-cache`.
+pub fn cache_dir(env_cache: Option<PathBuf>, home: Option<PathBuf>) -> PathBuf {
+    env_cache.or_else(|| home.map(|h| h.join(".cache/sluice"))).unwrap_or_else(|| PathBuf::from(".sluice-cache"))
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, String> {

@@ -39,6 +39,13 @@ pub struct BatchJobCreate {
     pub priority: Option<String>,
 }
 
+/// Whether a job's input or output path names an object store (`s3://bucket/prefix`), which the
+/// server reads with its own credentials, rather than a path or an uploaded artifact.
+pub fn is_object_store_url(text: &str) -> bool {
+    let text = text.trim();
+    text.starts_with("s3://") || text.starts_with("s3a://")
+}
+
 /// A job's one data input.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

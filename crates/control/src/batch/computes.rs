@@ -16,7 +16,7 @@ use sluice_api::batch::BatchDeploymentSpec;
 use sluice_api::compute::{Compute, ComputeSpec, validate};
 use sluice_domain::batch::{JobStatus, compute_name};
 use sluice_domain::compute::DEFAULT_POOL;
-use sluice_store::{ComputeRow, StoreError};
+use sluice_store::{BatchJobRow, ComputeRow, StoreError};
 use std::sync::Arc;
 
 pub fn routes() -> Router<Arc<Batch>> {
@@ -73,19 +73,20 @@ pub(super) async fn check_exists(batch: &Batch, ws: &str, compute: &str) -> Resu
     }]))
 }
 
-async fn to_wire(batch: &Batch, row: &ComputeRow) -> Result<Compute, ApiError> {
+/// Jobs waiting to start, in queue order (read once per answer, however many pools it shows).
+async fn waiting_jobs(batch: &Batch) -> Result<Vec<BatchJobRow>, ApiError> {
+    let waiting = [JobStatus::NotStarted.as_str(), JobStatus::Queued.as_str()];
+    Ok(batch.control.store.batch_jobs_with_status(&waiting).await?)
+}
+
+fn to_wire(batch: &Batch, row: &ComputeRow, waiting: &[BatchJobRow]) -> Result<Compute, ApiError> {
     let spec: ComputeSpec = serde_json::from_str(&row.spec_json).map_err(|e| ApiError::Internal(e.to_string()))?;
     let pool = validate(&spec).map_err(|_| ApiError::Internal(format!("stored compute {:?} is invalid", row.name)))?;
     let (running_jobs, current_instances) = batch.running_on(&row.workspace, &row.name);
-    let waiting = [JobStatus::NotStarted.as_str(), JobStatus::Queued.as_str()];
-    let queued_jobs = batch
-        .control
-        .store
-        .batch_jobs_with_status(&waiting)
-        .await?
-        .into_iter()
+    let queued_jobs = waiting
+        .iter()
         .filter(|j| j.workspace == row.workspace && j.compute == row.name && !running_jobs.contains(&j.name))
-        .map(|j| j.name)
+        .map(|j| j.name.clone())
         .collect();
     Ok(Compute {
         id: format!("azureml:{}", row.name),
@@ -148,7 +149,7 @@ pub async fn create(
         Err(e) => return Err(e.into()),
     }
     batch.wake();
-    Ok((StatusCode::CREATED, axum::Json(to_wire(&batch, &row).await?)))
+    Ok((StatusCode::CREATED, axum::Json(to_wire(&batch, &row, &waiting_jobs(&batch).await?)?)))
 }
 
 /// Replace a pool's spec (e.g. `max_instances`); waiting jobs see the new size at once.
@@ -174,7 +175,7 @@ pub async fn update(
         return Err(ApiError::NotFound(format!("compute {name:?} not found")));
     }
     batch.wake();
-    Ok(axum::Json(to_wire(&batch, &row).await?))
+    Ok(axum::Json(to_wire(&batch, &row, &waiting_jobs(&batch).await?)?))
 }
 
 /// Show a pool: its size, the instances in use, and the jobs running on it and waiting for it.
@@ -186,7 +187,7 @@ pub async fn show(
     Path((ws, name)): Path<(String, String)>,
 ) -> Result<axum::Json<Compute>, ApiError> {
     let row = existing(&batch, &ws, &name).await?;
-    Ok(axum::Json(to_wire(&batch, &row).await?))
+    Ok(axum::Json(to_wire(&batch, &row, &waiting_jobs(&batch).await?)?))
 }
 
 /// List compute pools.
@@ -197,11 +198,9 @@ pub async fn list(
     Path(ws): Path<String>,
 ) -> Result<axum::Json<Vec<Compute>>, ApiError> {
     check_workspace(&ws)?;
-    let mut out = Vec::new();
-    for row in batch.control.store.list_computes(Some(&ws)).await? {
-        out.push(to_wire(&batch, &row).await?);
-    }
-    Ok(axum::Json(out))
+    let waiting = waiting_jobs(&batch).await?;
+    let rows = batch.control.store.list_computes(Some(&ws)).await?;
+    Ok(axum::Json(rows.iter().map(|row| to_wire(&batch, row, &waiting)).collect::<Result<_, _>>()?))
 }
 
 /// Delete a pool. Refused while a batch deployment names it or a job that has not ended uses it.

@@ -253,7 +253,7 @@ pub(super) async fn to_wire(batch: &Batch, row: &BatchJobRow, queue: &[String]) 
 /// The folder on this machine that holds the job's output: its output path, or for a remote
 /// one the job's own `outputs/`, which is uploaded when the job is done.
 pub(super) fn local_output_dir(row: &BatchJobRow) -> PathBuf {
-    if storage::is_remote(&row.output_dir) {
+    if sluice_api::batch::job::is_object_store_url(&row.output_dir) {
         PathBuf::from(&row.job_dir).join("outputs")
     } else {
         PathBuf::from(&row.output_dir)

@@ -9,6 +9,7 @@
 use futures_util::StreamExt;
 use object_store::ObjectStore;
 use object_store::path::Path as StorePath;
+use sluice_api::batch::job::is_object_store_url;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
@@ -31,17 +32,12 @@ impl std::fmt::Debug for Location {
     }
 }
 
-/// Whether `text` names an object store rather than a local path.
-pub fn is_remote(text: &str) -> bool {
-    text.starts_with("s3://") || text.starts_with("s3a://")
-}
-
 impl Location {
     /// Reads an input or output location. `None` when `text` is neither a URL this server
     /// reads nor an absolute path (the caller says what else it accepts).
     pub fn parse(text: &str) -> Option<Result<Self, String>> {
         let text = text.trim();
-        if is_remote(text) {
+        if is_object_store_url(text) {
             return Some(remote(text));
         }
         let path = PathBuf::from(text.strip_prefix("file://").unwrap_or(text));

@@ -7,12 +7,12 @@ use sluice_api::batch::job::BatchJob;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-fn json(text: &str) -> serde_json::Value {
+pub(crate) fn json(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
 
 /// `sluice <args>` that must fail; returns its stderr.
-fn cli_err(server: &Server, args: &[&str]) -> String {
+pub(crate) fn cli_err(server: &Server, args: &[&str]) -> String {
     let out = server.cli(args);
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(!out.status.success(), "sluice {args:?} should fail; stdout: {}", String::from_utf8_lossy(&out.stdout));
@@ -20,7 +20,7 @@ fn cli_err(server: &Server, args: &[&str]) -> String {
 }
 
 /// Invokes `endpoint` on `input` through the CLI; returns the job's name.
-fn invoke(server: &Server, endpoint: &str, input: &Path, extra: &[&str]) -> String {
+pub(crate) fn invoke(server: &Server, endpoint: &str, input: &Path, extra: &[&str]) -> String {
     let mut args = vec!["batch-endpoint", "invoke", "--name", endpoint, "--input", input.to_str().unwrap()];
     args.extend_from_slice(extra);
     let job = json(&server.cli_ok(&args));
@@ -165,7 +165,7 @@ async fn the_sklearn_example_scores_a_folder_into_the_expected_predictions() {
 }
 
 /// A deployment of `examples/batch-sklearn`'s driver in the default Python (no conda build).
-fn write_deployments(dir: &Path) -> (PathBuf, PathBuf) {
+pub(crate) fn write_deployments(dir: &Path) -> (PathBuf, PathBuf) {
     let model = repo().join("examples/sklearn-score/model");
     let iris = dir.join("iris-dpl.yml");
     std::fs::write(
@@ -592,218 +592,4 @@ async fn compute_pools_queue_their_jobs_by_priority() {
         .collect();
     assert_eq!(names, ["cpu-cluster", "solo"]);
     no_workers_left(&data).await;
-}
-
-/// `batch-deployment run --local`: the same deployment YAML over a local folder, no server to
-/// start; the output matches the server's, a failing run exits 1 with the reason, and nothing is
-/// left in the temporary directory.
-#[test]
-fn batch_deployment_run_local_scores_a_folder_without_a_server() {
-    let tmp = tempfile::tempdir().unwrap();
-    let scratch = tmp.path().join("tmp");
-    std::fs::create_dir_all(&scratch).unwrap();
-    let (iris, _) = write_deployments(tmp.path());
-    let python = test_python();
-    let run = |extra: &[&str]| {
-        std::process::Command::new(crate::harness::BIN)
-            .args(["batch-deployment", "run", "--file", iris.to_str().unwrap(), "--python", python.to_str().unwrap()])
-            .args(extra)
-            .current_dir(repo())
-            .env("TMPDIR", &scratch)
-            .env_remove("SLUICE_SERVER")
-            .stdin(std::process::Stdio::null())
-            .output()
-            .unwrap()
-    };
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-
-    let out_dir = tmp.path().join("out");
-    let out = run(&["--local", "--input", "examples/batch-sklearn/data", "--output-path", out_dir.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let job = json(&text(&out.stdout));
-    assert_eq!((&job["status"], &job["progress"]["succeeded_items"]), (&"Completed".into(), &64.into()), "{job}");
-    let got = std::fs::read(out_dir.join("predictions.csv")).unwrap();
-    assert!(got == std::fs::read(repo().join("examples/batch-sklearn/expected-predictions.csv")).unwrap());
-    assert!(text(&out.stderr).contains(&format!("output: {}", out_dir.join("predictions.csv").display())));
-
-    // 200 files (20 copies of each example file), by the custom driver and by an MLflow model
-    // without code: every row, in input order.
-    let many = tmp.path().join("many");
-    std::fs::create_dir_all(&many).unwrap();
-    let examples = repo().join("examples/batch-sklearn/data");
-    let mut names: Vec<String> =
-        std::fs::read_dir(&examples).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
-    names.sort();
-    for name in &names {
-        for copy in 0..20 {
-            std::fs::copy(examples.join(name), many.join(format!("{}-{copy:02}.csv", name.trim_end_matches(".csv"))))
-                .unwrap();
-        }
-    }
-    let expected = std::fs::read_to_string(repo().join("examples/batch-sklearn/expected-predictions.csv")).unwrap();
-    let mut want = String::new();
-    for name in &names {
-        for copy in 0..20 {
-            let file = format!("{}-{copy:02}.csv", name.trim_end_matches(".csv"));
-            for line in expected.lines().filter(|l| l.split(' ').next() == Some(name.as_str())) {
-                want.push_str(&line.replacen(name.as_str(), &file, 1));
-                want.push('\n');
-            }
-        }
-    }
-    let many_out = tmp.path().join("many-out");
-    let out = run(&["--local", "--input", many.to_str().unwrap(), "--output-path", many_out.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_eq!(json(&text(&out.stdout))["progress"]["total_files"], 200);
-    assert!(std::fs::read_to_string(many_out.join("predictions.csv")).unwrap() == want, "200 files in input order");
-    let mlflow = tmp.path().join("mlflow-dpl.yml");
-    std::fs::write(
-        &mlflow,
-        format!(
-            "name: mlflow-dpl\ntype: model\nmodel:\n  path: {}\n  type: mlflow_model\nenvironment:\n  image: mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest\ncompute: azureml:cpu-cluster\nsettings: {{mini_batch_size: 7, output_file_name: scored.csv}}\n",
-            repo().join("testdata/models/mlflow-sklearn").display()
-        ),
-    )
-    .unwrap();
-    let out = std::process::Command::new(crate::harness::BIN)
-        .args([
-            "batch-deployment",
-            "run",
-            "--local",
-            "--file",
-            mlflow.to_str().unwrap(),
-            "--python",
-            python.to_str().unwrap(),
-        ])
-        .args(["--input", many.to_str().unwrap(), "--output-path", many_out.to_str().unwrap()])
-        .env("TMPDIR", &scratch)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let scored = std::fs::read_to_string(many_out.join("scored.csv")).unwrap();
-    let files: Vec<&str> = scored.lines().map(|l| l.rsplit(',').next().unwrap()).collect();
-    assert_eq!(files.len(), want.lines().count(), "one row per input row");
-    let order: Vec<&str> = want.lines().map(|l| l.split(' ').next().unwrap()).collect();
-    assert_eq!(files, order, "file by file, in input order");
-
-    // A malformed file with error_threshold 0: the job fails, the reason and the driver's
-    // traceback are on stderr, and the exit status says so.
-    let bad = tmp.path().join("bad-in");
-    std::fs::create_dir_all(&bad).unwrap();
-    std::fs::write(bad.join("a.csv"), "colour,size\nblue,3\n").unwrap();
-    let out = run(&["--local", "--input", bad.to_str().unwrap(), "--set", "settings.error_threshold=0"]);
-    let err = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("more than error_threshold (0)") && err.contains("KeyError"), "{err}");
-
-    // Refusals before anything starts.
-    let out = run(&["--input", "examples/batch-sklearn/data"]);
-    assert!(!out.status.success() && text(&out.stderr).contains("needs --local"), "{}", text(&out.stderr));
-    let out = run(&["--local", "--input", "no/such/folder"]);
-    assert!(text(&out.stderr).contains("--input no/such/folder"), "{}", text(&out.stderr));
-    let out = run(&["--local", "--input", "examples/batch-sklearn/data", "--set", "settings.mini_batch_size=0"]);
-    assert!(text(&out.stderr).contains("settings.mini_batch_size: 0"), "{}", text(&out.stderr));
-    let left: Vec<_> = std::fs::read_dir(&scratch).unwrap().collect();
-    assert!(left.is_empty(), "the private server's directory is removed: {left:?}");
-}
-
-/// A real S3 API on loopback: moto's server (`moto[server]` in the dev venv), stopped on drop.
-struct S3 {
-    child: std::process::Child,
-    endpoint: String,
-}
-
-const S3_ENV: [(&str, &str); 3] =
-    [("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"), ("AWS_REGION", "us-east-1")];
-
-impl S3 {
-    fn start(dir: &Path) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let log = std::fs::File::create(dir.join("moto.log")).unwrap();
-        let child = std::process::Command::new(test_python())
-            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start moto's S3 server (moto[server] is in scripts/requirements-dev.txt)");
-        // Owned at once, so it is stopped (on drop) whatever happens next.
-        let s3 = Self { child, endpoint: format!("http://127.0.0.1:{port}") };
-        for _ in 0..200 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return s3;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("moto's S3 server did not listen; see {}", dir.join("moto.log").display());
-    }
-
-    /// Runs boto3 (installed with moto) against the server: `code` sees `s3` and `bucket`.
-    fn boto(&self, code: &str) -> String {
-        let script = format!(
-            "import boto3, os, sys\ns3 = boto3.client('s3', endpoint_url='{}', region_name='us-east-1')\nbucket = 'jobs'\n{code}",
-            self.endpoint
-        );
-        let out = std::process::Command::new(test_python()).args(["-c", &script]).envs(S3_ENV).output().unwrap();
-        assert!(out.status.success(), "boto3: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).unwrap()
-    }
-}
-
-impl Drop for S3 {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Inputs and outputs in an object store: a job over `s3://bucket/prefix` stages its objects for
-/// the workers, uploads its merged output to an `s3://` output path, names a failed object below
-/// the input, and a missing bucket is a clear error.
-#[tokio::test]
-async fn batch_jobs_read_and_write_s3() {
-    let tmp = tempfile::tempdir().unwrap();
-    let s3 = S3::start(tmp.path());
-    let data = repo().join("examples/batch-sklearn/data");
-    s3.boto(&format!(
-        "s3.create_bucket(Bucket=bucket)\nfor f in sorted(os.listdir('{d}')):\n    s3.upload_file(os.path.join('{d}', f), bucket, 'in/' + f)\n\
-         s3.upload_file(os.path.join('{d}', 'iris-00.csv'), bucket, 'mixed/a-good.csv')\n\
-         s3.put_object(Bucket=bucket, Key='mixed/b-bad.csv', Body=b'colour,size\\nblue,3\\n')\n",
-        d = data.display()
-    ));
-    let env: Vec<(&str, &str)> =
-        S3_ENV.iter().copied().chain([("AWS_ENDPOINT", s3.endpoint.as_str()), ("AWS_ALLOW_HTTP", "true")]).collect();
-    let python = test_python();
-    let server = Server::start_with_env(&tmp.path().join("data"), &["--python", python.to_str().unwrap()], &env);
-    let (iris, _) = write_deployments(tmp.path());
-    server.cli_ok(&["batch-endpoint", "create", "--name", "jobs-batch"]);
-    server.cli_ok(&["batch-deployment", "create", "--file", iris.to_str().unwrap()]);
-
-    let name = invoke(&server, "jobs-batch", Path::new("s3://jobs/in"), &["--output-path", "s3://jobs/out/"]);
-    let job = json(&server.cli_ok(&["job", "stream", "--name", &name]));
-    assert_eq!((&job["status"], &job["input"]["path"]), (&"Completed".into(), &"s3://jobs/in".into()), "{job}");
-    assert_eq!((&job["progress"]["total_files"], &job["progress"]["succeeded_items"]), (&10.into(), &64.into()));
-    assert_eq!(job["output"]["file"], "s3://jobs/out/predictions.csv", "{job}");
-    let got =
-        s3.boto("sys.stdout.write(s3.get_object(Bucket=bucket, Key='out/predictions.csv')['Body'].read().decode())");
-    let want = std::fs::read_to_string(repo().join("examples/batch-sklearn/expected-predictions.csv")).unwrap();
-    assert!(got == want, "the uploaded predictions differ:\n{got}");
-    // `job download` still has the output (the job's local copy).
-    let dl = tmp.path().join("dl");
-    server.cli_ok(&["job", "download", "--name", &name, "--download-path", dl.to_str().unwrap()]);
-    assert_eq!(std::fs::read_to_string(dl.join("named-outputs/score/predictions.csv")).unwrap(), want);
-
-    // A malformed object fails alone and is named below the input prefix.
-    let name = invoke(&server, "jobs-batch", Path::new("s3://jobs/mixed"), &["--mini-batch-size", "1"]);
-    let job = json(&server.cli_ok(&["job", "stream", "--name", &name]));
-    assert_eq!((&job["status"], &job["progress"]["failed_items"]), (&"Completed".into(), &1.into()), "{job}");
-    assert_eq!(job["failed_files"][0]["file"], "b-bad.csv", "{job}");
-
-    let err =
-        cli_err(&server, &["batch-endpoint", "invoke", "--name", "jobs-batch", "--input", "s3://no-such-bucket/in"]);
-    assert!(err.contains("input.path: cannot list s3://no-such-bucket/in") && err.contains("NoSuchBucket"), "{err}");
-    let err =
-        cli_err(&server, &["batch-endpoint", "invoke", "--name", "jobs-batch", "--input", "s3://jobs/nothing-here"]);
-    assert!(err.contains("s3://jobs/nothing-here holds no files"), "{err}");
-    assert!(!err.contains("testing"), "no credential in the message: {err}");
 }

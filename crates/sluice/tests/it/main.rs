@@ -4,6 +4,8 @@
 mod auth;
 mod autoscale;
 mod batch;
+mod batch_local;
+mod batch_s3;
 mod collect;
 mod custom_container;
 mod durability;
