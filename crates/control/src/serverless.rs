@@ -547,6 +547,7 @@ pub(crate) async fn routes_of(
                 replica_set: engine_id(&e.catalog_model).0,
                 tokens_per_minute: limits.tokens_per_minute,
                 requests_per_minute: limits.requests_per_minute,
+                model: e.catalog_model.clone(),
             },
         );
     }

@@ -17,6 +17,7 @@ mod routes;
 pub mod serverless;
 pub mod stats;
 mod table;
+pub mod telemetry;
 
 pub use collector::DataCollector;
 pub use mirror::outputs_agree;

@@ -15,6 +15,7 @@ use crate::mirror::{MirrorCopy, MirrorLimits, dispatch};
 use crate::proxy::{Outgoing, ReplicaClient, SendError, client_response, send};
 use crate::stats::TrafficStats;
 use crate::table::{DeploymentRoute, EndpointRoute, ReplicaAddrs, RoutingTable};
+use crate::telemetry::Trace;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
@@ -22,6 +23,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use http_body_util::BodyExt;
+use opentelemetry::KeyValue;
+use opentelemetry::trace::SpanKind;
 use sluice_domain::AuthMode;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -127,7 +130,20 @@ async fn handle(
     let request_id = request_id(req.headers());
     let started = Instant::now();
     let method = req.method().clone();
-    let mut response = route(&state, &endpoint, &rest, req, &request_id).await;
+    let trace = Trace::server(
+        || format!("{method} /endpoints/{{endpoint}}/{rest}"),
+        req.headers(),
+        || {
+            vec![
+                KeyValue::new("http.request.method", method.to_string()),
+                KeyValue::new("http.route", format!("/endpoints/{{endpoint}}/{rest}")),
+                KeyValue::new("url.path", req.uri().path().to_owned()),
+                KeyValue::new("sluice.endpoint", endpoint.clone()),
+                KeyValue::new("sluice.request_id", request_id.clone()),
+            ]
+        },
+    );
+    let mut response = route(&state, &endpoint, &rest, req, &request_id, &trace).await;
     // One structured line per request: failures the deployment owns at warn, the rest at debug
     // (`RUST_LOG=sluice_gateway=debug` for an access log).
     let status = response.status();
@@ -138,6 +154,10 @@ async fn handle(
     } else {
         tracing::debug!(request_id = %request_id, endpoint = %endpoint, deployment = %served_by, %method, path = %rest, status = status.as_u16(), ms, "request");
     }
+    if !served_by.is_empty() {
+        trace.set(KeyValue::new("sluice.deployment", served_by));
+    }
+    trace.finish(status.as_u16());
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-request-id", v.clone());
         response.headers_mut().insert("x-ms-request-id", v);
@@ -145,7 +165,14 @@ async fn handle(
     response
 }
 
-async fn route(state: &GatewayState, endpoint: &str, rest: &str, req: Request, request_id: &str) -> Response {
+async fn route(
+    state: &GatewayState,
+    endpoint: &str,
+    rest: &str,
+    req: Request,
+    request_id: &str,
+    trace: &Trace,
+) -> Response {
     let table = state.routes.borrow().clone();
     let unauthorized = || {
         message(StatusCode::UNAUTHORIZED, "missing or invalid credentials: send 'Authorization: Bearer <key or token>'")
@@ -198,7 +225,19 @@ async fn route(state: &GatewayState, endpoint: &str, rest: &str, req: Request, r
     } else {
         None
     };
-    let out = Outgoing::new(parts.method, path_and_query, parts.headers, body, request_id);
+    if let Some(p) = permit.as_ref().filter(|_| trace.is_on()) {
+        let now = SystemTime::now();
+        trace.record_child(
+            "queue",
+            now - p.waited,
+            now,
+            vec![KeyValue::new("sluice.deployment", deployment.to_owned())],
+        );
+    }
+    let mut out = Outgoing::new(parts.method, path_and_query, parts.headers, body, request_id);
+    // The replica's call: its context goes along, so a replica that traces joins this trace.
+    let call = trace.child("replica", SpanKind::Client, None);
+    call.inject(&mut out.headers);
     // Mirroring copies a share of unpinned requests only, as in Azure ML.
     let mirror = ep.mirror.as_ref().filter(|(_, pct)| pinned.is_none() && rand::random_range(0..100) < *pct);
 
@@ -229,6 +268,7 @@ async fn route(state: &GatewayState, endpoint: &str, rest: &str, req: Request, r
 
     let started = Instant::now();
     let response = forward(state, dep, &out, rest == "score").await;
+    call.finish(response.status().as_u16());
     let response = match collecting.filter(|(_, s)| s.response) {
         Some((c, settings)) => {
             let (parts, body) = response.into_parts();

@@ -15,6 +15,7 @@ use crate::auth::{constant_time_eq, key_hash};
 use crate::proxy::{Outgoing, SendError, send};
 use crate::routes::GatewayState;
 use crate::table::ServerlessRoute;
+use crate::telemetry::Trace;
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -22,6 +23,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use http_body_util::BodyExt;
+use opentelemetry::KeyValue;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -249,8 +251,11 @@ pub(crate) async fn handle(
 ) -> Response {
     let request_id = crate::routes::request_id(req.headers());
     let started = Instant::now();
-    let mut response = serve(&state, &name, &rest, req, &request_id).await;
+    let mut trace = serverless_trace(&state, &name, &rest, &req, &request_id);
+    let mut response = serve(&state, &name, &rest, req, &request_id, &mut trace).await;
     let status = response.status();
+    // A streamed answer's span moved into its body and ends with the stream.
+    trace.finish(status.as_u16());
     tracing::debug!(request_id = %request_id, serverless = %name, path = %rest, status = status.as_u16(),
         ms = started.elapsed().as_secs_f64() * 1000.0, "serverless request");
     if let Ok(v) = HeaderValue::from_str(&request_id) {
@@ -258,6 +263,46 @@ pub(crate) async fn handle(
         response.headers_mut().insert("x-ms-request-id", v);
     }
     response
+}
+
+/// The request's server span, named and described as the `gen_ai` semantic conventions say.
+fn serverless_trace(state: &GatewayState, name: &str, rest: &str, req: &Request, request_id: &str) -> Trace {
+    if !crate::telemetry::enabled() {
+        return Trace::off();
+    }
+    let path = rest.strip_prefix("v1/").unwrap_or(rest);
+    let operation = match path {
+        "chat/completions" => Some("chat"),
+        "completions" => Some("text_completion"),
+        "embeddings" => Some("embeddings"),
+        _ => None,
+    };
+    let model = state.routes.borrow().serverless.get(name).map(|r| r.model.clone());
+    let method = req.method().as_str();
+    let span_name = match (operation, &model) {
+        (Some(op), Some(m)) => format!("{op} {m}"),
+        _ => format!("{method} /serverless/{{name}}/{rest}"),
+    };
+    Trace::server(
+        || span_name,
+        req.headers(),
+        || {
+            let mut kv = vec![
+                KeyValue::new("http.request.method", method.to_owned()),
+                KeyValue::new("http.route", format!("/serverless/{{name}}/{rest}")),
+                KeyValue::new("url.path", req.uri().path().to_owned()),
+                KeyValue::new("sluice.serverless_endpoint", name.to_owned()),
+                KeyValue::new("sluice.request_id", request_id.to_owned()),
+            ];
+            if let Some(op) = operation {
+                kv.push(KeyValue::new("gen_ai.operation.name", op));
+            }
+            if let Some(m) = model {
+                kv.push(KeyValue::new("gen_ai.request.model", m));
+            }
+            kv
+        },
+    )
 }
 
 /// Host-name routing, as Azure's `https://<name>.<region>.models.ai.azure.com`: a request to
@@ -299,7 +344,14 @@ fn header_u64(headers: &HeaderMap, name: &str) -> Option<u64> {
     headers.get(name)?.to_str().ok()?.trim().parse().ok()
 }
 
-async fn serve(state: &GatewayState, name: &str, rest: &str, req: Request, request_id: &str) -> Response {
+async fn serve(
+    state: &GatewayState,
+    name: &str,
+    rest: &str,
+    req: Request,
+    request_id: &str,
+    trace: &mut Trace,
+) -> Response {
     let table = state.routes.borrow().clone();
     let unauthorized = || {
         api_error(
@@ -335,7 +387,8 @@ async fn serve(state: &GatewayState, name: &str, rest: &str, req: Request, reque
         Some(q) => format!("/{rest}?{q}"),
         None => format!("/{rest}"),
     };
-    let out = Outgoing::new(parts.method, path_and_query, parts.headers, body, request_id);
+    let mut out = Outgoing::new(parts.method, path_and_query, parts.headers, body, request_id);
+    trace.inject(&mut out.headers);
     let mut avoid = None;
     let mut answer = None;
     for _ in 0..2 {
@@ -380,9 +433,11 @@ async fn serve(state: &GatewayState, name: &str, rest: &str, req: Request, reque
         final_completion: None,
         done: false,
         recorded: false,
+        trace: Trace::off(),
     };
     let body = if streaming && parts.status.is_success() {
         let mut meter = meter;
+        meter.trace = std::mem::replace(trace, Trace::off());
         let mut sse = BytesMut::new();
         let stream = incoming.into_data_stream().map(move |frame| {
             if let Ok(bytes) = &frame {
@@ -398,6 +453,8 @@ async fn serve(state: &GatewayState, name: &str, rest: &str, req: Request, reque
         if parts.status.is_success() {
             meter.final_completion = Some(completion.unwrap_or(0));
             meter.done = true;
+            trace.set(KeyValue::new("gen_ai.usage.input_tokens", meter.prompt as i64));
+            trace.set(KeyValue::new("gen_ai.usage.output_tokens", completion.unwrap_or(0) as i64));
         } else {
             meter.prompt = 0;
             meter.done = true;
@@ -433,6 +490,8 @@ struct Metered {
     /// `[DONE]` seen (or a whole non-stream answer).
     done: bool,
     recorded: bool,
+    /// A streamed answer's server span, ended with the stream.
+    trace: Trace,
 }
 
 impl Metered {
@@ -479,6 +538,13 @@ impl Metered {
         let completion = self.final_completion.unwrap_or(self.chunks);
         let cut = !self.done;
         self.meter.record(&self.workspace, &self.endpoint, self.key, self.prompt, completion, cut);
+        let trace = std::mem::replace(&mut self.trace, Trace::off());
+        if trace.is_on() {
+            trace.set(KeyValue::new("gen_ai.usage.input_tokens", self.prompt as i64));
+            trace.set(KeyValue::new("gen_ai.usage.output_tokens", completion as i64));
+            trace.set(KeyValue::new("sluice.stream_cut", cut));
+            trace.finish(200);
+        }
     }
 }
 
@@ -509,6 +575,7 @@ mod tests {
             replica_set: "serverless/m".into(),
             tokens_per_minute: tpm,
             requests_per_minute: rpm,
+            model: "m".into(),
         }
     }
 
@@ -564,6 +631,7 @@ mod tests {
             final_completion: None,
             done: false,
             recorded: false,
+            trace: Trace::off(),
         }
     }
 

@@ -26,6 +26,8 @@ pub struct ServerlessRoute {
     pub replica_set: String,
     pub tokens_per_minute: u64,
     pub requests_per_minute: u64,
+    /// The catalog model's id, for traces.
+    pub model: String,
 }
 
 #[derive(Debug)]

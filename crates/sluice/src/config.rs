@@ -9,7 +9,8 @@ pub struct ServerArgs {
     /// Address for the management API and the gateway [default: 127.0.0.1:8080]
     #[arg(long, env = "SLUICE_ADDR")]
     pub addr: Option<SocketAddr>,
-    /// YAML config file (keys: addr, public_url, onnxruntime, python, token_lifetime_s, prices, batch_workers)
+    /// YAML config file (keys: addr, public_url, onnxruntime, python, token_lifetime_s, prices, batch_workers,
+    /// otlp_endpoint)
     #[arg(long, env = "SLUICE_CONFIG")]
     pub config: Option<PathBuf>,
     /// URL clients use to reach this server, for scoring_uri [default: http://<addr>]
@@ -25,6 +26,11 @@ pub struct ServerArgs {
     /// the default pool a fresh install gets [default: the CPU count]
     #[arg(long, env = "SLUICE_BATCH_WORKERS")]
     pub batch_workers: Option<usize>,
+    /// OpenTelemetry collector to export traces to, over OTLP/HTTP (protobuf), e.g.
+    /// http://127.0.0.1:4318; `/v1/traces` is appended. Without it, the standard
+    /// OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT variables turn export on [default: off]
+    #[arg(long, env = "SLUICE_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
 }
 
 /// The config file's shape.
@@ -39,6 +45,7 @@ struct FileConfig {
     #[serde(default)]
     prices: Option<sluice_api::usage::Prices>,
     batch_workers: Option<usize>,
+    otlp_endpoint: Option<String>,
 }
 
 /// Settings after merging every source.
@@ -55,6 +62,8 @@ pub struct Settings {
     pub prices: sluice_api::usage::Prices,
     /// Batch workers the default compute pool runs at once.
     pub batch_workers: usize,
+    /// The OTLP collector's base URL from a flag or the config file.
+    pub otlp_endpoint: Option<String>,
 }
 
 impl Settings {
@@ -94,6 +103,7 @@ impl Settings {
                 .prices
                 .unwrap_or_else(|| sluice_api::usage::Prices { currency: "USD".into(), ..Default::default() }),
             batch_workers,
+            otlp_endpoint: args.otlp_endpoint.or(file.otlp_endpoint),
         })
     }
 }

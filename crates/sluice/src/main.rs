@@ -4,6 +4,7 @@ mod batch_local;
 mod config;
 mod serve;
 mod server;
+mod telemetry;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

@@ -34,6 +34,40 @@ pub fn main(args: ServerArgs, data_dir: std::path::PathBuf) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+    let traces = match crate::telemetry::traces_url(
+        settings.otlp_endpoint.as_deref(),
+        env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").as_deref(),
+        env("OTEL_EXPORTER_OTLP_ENDPOINT").as_deref(),
+    ) {
+        Ok(url) => url,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let tracer = match traces.as_deref().map(|url| crate::telemetry::start(url, env("OTEL_SERVICE_NAME"))) {
+        Some(Ok(provider)) => {
+            tracing::info!(url = traces.as_deref().unwrap_or(""), "exporting traces over OTLP/HTTP");
+            Some(provider)
+        }
+        Some(Err(e)) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+        None => None,
+    };
+    let code = run(settings);
+    // Sends the spans still batched; a collector that is gone costs at most its timeout.
+    if let Some(provider) = tracer
+        && let Err(e) = provider.shutdown()
+    {
+        tracing::warn!(error = %e, "could not flush the last traces");
+    }
+    code
+}
+
+fn run(settings: Settings) -> ExitCode {
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -152,6 +186,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         .layer(axum::middleware::from_fn_with_state(batch.clone(), sluice_control::batch::intercept_jobs));
     let app = sluice_control::router(control)
         .merge(batch.router())
+        .route_layer(axum::middleware::from_fn(sluice_gateway::telemetry::trace_api))
         .merge(data_plane)
         .route("/healthz", axum::routing::get(|| async { "ok" }));
 

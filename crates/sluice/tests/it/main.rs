@@ -13,6 +13,7 @@ mod harness;
 mod load;
 mod logs;
 mod mlflow;
+mod otel;
 mod overload;
 mod python;
 mod replica_socket;

@@ -22,7 +22,13 @@ fn engine_pids(server: &Server) -> Vec<u32> {
         .collect()
 }
 
-fn create_endpoint(server: &Server, dir: &Path, name: &str, model_id: &str, extra: &[&str]) -> serde_json::Value {
+pub(crate) fn create_endpoint(
+    server: &Server,
+    dir: &Path,
+    name: &str,
+    model_id: &str,
+    extra: &[&str],
+) -> serde_json::Value {
     let file = dir.join(format!("{name}.yml"));
     std::fs::write(&file, format!("name: {name}\nmodel_id: {model_id}\n")).unwrap();
     let mut args = vec!["serverless-endpoint", "create", "--file", file.to_str().unwrap()];
@@ -30,13 +36,13 @@ fn create_endpoint(server: &Server, dir: &Path, name: &str, model_id: &str, extr
     serde_json::from_str(&server.cli_ok(&args)).unwrap()
 }
 
-fn keys(server: &Server, name: &str) -> (String, String) {
+pub(crate) fn keys(server: &Server, name: &str) -> (String, String) {
     let v: serde_json::Value =
         serde_json::from_str(&server.cli_ok(&["serverless-endpoint", "get-credentials", "--name", name])).unwrap();
     (v["primaryKey"].as_str().unwrap().to_owned(), v["secondaryKey"].as_str().unwrap().to_owned())
 }
 
-async fn post(url: &str, auth: (&str, &str), body: serde_json::Value) -> reqwest::Response {
+pub(crate) async fn post(url: &str, auth: (&str, &str), body: serde_json::Value) -> reqwest::Response {
     http().post(url).header(auth.0, auth.1).json(&body).send().await.expect("gateway reachable")
 }
 
@@ -57,7 +63,7 @@ async fn usage_after(server: &Server, name: &str, requests: i64) -> serde_json::
 }
 
 /// `data: ` events of an SSE body; panics on any other non-empty line, as the Azure SDK does.
-fn sse_events(body: &str) -> Vec<String> {
+pub(crate) fn sse_events(body: &str) -> Vec<String> {
     let mut events = Vec::new();
     for line in body.lines().filter(|l| !l.is_empty()) {
         let data = line.strip_prefix("data: ").unwrap_or_else(|| panic!("not a data line: {line:?}\n{body}"));
