@@ -274,3 +274,48 @@ async fn serverless_spans_carry_the_model_and_the_tokens_of_plain_and_streamed_a
         assert_eq!(int_attr(&s.attributes, "http.response.status_code"), Some(200));
     }
 }
+
+#[tokio::test]
+async fn the_replica_gets_the_trace_context_of_its_call() {
+    let (collector, received) = start_collector().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let python = crate::harness::test_python();
+    let server = Server::start_with_env(
+        &tmp.path().join("data"),
+        &["--otlp-endpoint", &collector, "--python", python.to_str().unwrap()],
+        &[("OTEL_BSP_SCHEDULE_DELAY", "100")],
+    );
+    // A scoring script that answers the trace context it was called with.
+    let code = tmp.path().join("code");
+    std::fs::create_dir_all(&code).unwrap();
+    std::fs::write(
+        code.join("score.py"),
+        "def init():\n    pass\n\n\ndef run(raw_data, request_headers):\n    return {k.lower(): v for k, v in request_headers.items() if k.lower() == 'traceparent'}\n",
+    )
+    .unwrap();
+    let dep = tmp.path().join("dep.yml");
+    std::fs::write(
+        &dep,
+        format!(
+            "name: blue\nendpoint_name: traced\nmodel:\n  path: {}\ncode_configuration:\n  code: code\n  scoring_script: score.py\ninstance_type: cpu=1,memory=1Gi\n",
+            repo().join("examples/sklearn-score/model").display()
+        ),
+    )
+    .unwrap();
+    let ep = tmp.path().join("ep.yml");
+    std::fs::write(&ep, "name: traced\nauth_mode: key\n").unwrap();
+    server.cli_ok(&["online-endpoint", "create", "--file", ep.to_str().unwrap()]);
+    server.cli_ok(&["online-deployment", "create", "--file", dep.to_str().unwrap(), "--all-traffic"]);
+    let key = primary_key(&server, "traced");
+    let (status, text) =
+        crate::harness::wait_for_200(&format!("{}/endpoints/traced/score", server.url), &key, b"{}").await;
+    assert_eq!(status, 200, "{text}");
+    let seen: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let traceparent =
+        seen["traceparent"].as_str().unwrap_or_else(|| panic!("no traceparent reached the script: {seen}"));
+    let parts: Vec<&str> = traceparent.split('-').collect();
+    assert_eq!(parts.len(), 4, "{traceparent}");
+    let (_, call) =
+        received.wait_for("for the replica call", |s| s.name == "replica" && hex(&s.trace_id) == parts[1]).await;
+    assert_eq!(hex(&call.span_id), parts[2], "the script's parent is the replica call's span");
+}
