@@ -145,7 +145,8 @@ pub enum GenerationEvent {
     /// End-of-generation tokens produce no event and are not counted.
     Token { text: String },
     /// The last event.
-    Done { finish_reason: FinishReason, prompt_tokens: u32, completion_tokens: u32 },
+    /// `cached_tokens` of the prompt were reused from an earlier request's KV cells.
+    Done { finish_reason: FinishReason, prompt_tokens: u32, completion_tokens: u32, cached_tokens: u32 },
 }
 
 /// The events of one submitted request. Dropping it cancels the generation: the sequence
@@ -180,6 +181,8 @@ pub struct EngineStats {
     pub cancelled_total: u64,
     pub kv_cache_tokens_used: u32,
     pub kv_cache_tokens_budget: u32,
+    /// Prompt tokens whose KV cells were reused from an earlier sequence (prefix cache).
+    pub prompt_cached_tokens_total: u64,
 }
 
 /// A loaded GGUF model with its batching engine. Cheap to clone; the engine thread stops
@@ -246,6 +249,10 @@ struct EngineConfig {
     context_length: u32,
     kv_budget: u32,
     max_sequences: u32,
+    /// Each sequence has its own KV stream, so a free slot can keep its cells for the next
+    /// prompt that starts the same way (off with a shared pool: kept cells would take room
+    /// from running sequences).
+    prefix_cache: bool,
 }
 
 impl Generator {
@@ -320,7 +327,12 @@ impl Generator {
             }),
             wake: Condvar::new(),
         });
-        let engine_config = EngineConfig { context_length, kv_budget, max_sequences: config.max_batch_sequences };
+        let engine_config = EngineConfig {
+            context_length,
+            kv_budget,
+            max_sequences: config.max_batch_sequences,
+            prefix_cache: !unified_kv,
+        };
         let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
         let thread_model = Arc::clone(&model);
         let thread_shared = Arc::clone(&shared);
@@ -391,6 +403,7 @@ impl Generator {
                 finish_reason: FinishReason::Length,
                 prompt_tokens,
                 completion_tokens: 0,
+                cached_tokens: 0,
             });
             st.stats.completed_total += 1;
             return Ok(stream);
@@ -426,6 +439,10 @@ impl std::fmt::Debug for Generator {
 struct Seq {
     slot: i32,
     prompt: Vec<LlamaToken>,
+    /// Prompt tokens found in the slot's kept cells (not decoded again).
+    cached: u32,
+    /// The tokens at KV positions `0..n_past`, kept for the prefix cache.
+    history: Vec<LlamaToken>,
     /// Prompt tokens already decoded into the KV cache.
     prefilled: usize,
     /// Sampled token not yet decoded (fed at position `n_past`).
@@ -454,6 +471,7 @@ impl Seq {
             finish_reason,
             prompt_tokens: self.prompt_tokens(),
             completion_tokens: self.generated,
+            cached_tokens: self.cached,
         });
     }
 }
@@ -485,6 +503,8 @@ fn engine_thread(
         model: &model,
         shared: &shared,
         slots: (0..config.max_sequences).map(|_| None).collect(),
+        kept: (0..config.max_sequences).map(|_| (Vec::new(), 0)).collect(),
+        uses: 0,
         config,
         batch: LlamaBatch::new(BATCH_TOKENS as usize, 1),
     };
@@ -500,13 +520,16 @@ struct Engine<'m> {
     shared: &'m Shared,
     config: EngineConfig,
     slots: Vec<Option<Seq>>,
+    /// Per free slot: the tokens whose KV cells it kept, and when it was last used.
+    kept: Vec<(Vec<LlamaToken>, u64)>,
+    uses: u64,
     batch: LlamaBatch<'static>,
 }
 
 impl Engine<'_> {
     fn run(&mut self, ctx: &mut LlamaContext<'_>) {
         loop {
-            if !self.admit() {
+            if !self.admit(ctx) {
                 return;
             }
             self.sweep(ctx);
@@ -528,7 +551,7 @@ impl Engine<'_> {
 
     /// Moves waiting requests into free slots; sleeps while there is nothing to do.
     /// Returns false when the engine must stop.
-    fn admit(&mut self) -> bool {
+    fn admit(&mut self, ctx: &mut LlamaContext<'_>) -> bool {
         let mut st = self.shared.lock();
         loop {
             if st.shutdown {
@@ -548,6 +571,7 @@ impl Engine<'_> {
                         finish_reason: FinishReason::Deadline,
                         prompt_tokens: p.tokens.len() as u32,
                         completion_tokens: 0,
+                        cached_tokens: 0,
                     });
                     expired += 1;
                     return false;
@@ -559,7 +583,7 @@ impl Engine<'_> {
 
             let mut reserved = self.reserved();
             while let Some(front) = st.queue.front() {
-                let Some(slot) = self.slots.iter().position(Option::is_none) else {
+                let Some((slot, reuse)) = self.pick_slot(ctx, &front.tokens) else {
                     break;
                 };
                 if reserved + front.reserve > self.config.kv_budget {
@@ -570,14 +594,21 @@ impl Engine<'_> {
                 };
                 reserved += p.reserve;
                 st.stats.prompt_tokens_total += p.tokens.len() as u64;
+                st.stats.prompt_cached_tokens_total += reuse as u64;
                 let seed = p.request.seed.unwrap_or_else(rand::random);
+                self.uses += 1;
+                let mut history = std::mem::take(&mut self.kept[slot].0);
+                history.truncate(reuse);
+                self.kept[slot].1 = self.uses;
                 self.slots[slot] = Some(Seq {
                     slot: slot as i32,
                     prompt: p.tokens,
-                    prefilled: 0,
+                    cached: reuse as u32,
+                    history,
+                    prefilled: reuse,
                     next_token: None,
                     fed: false,
-                    n_past: 0,
+                    n_past: reuse as u32,
                     generated: 0,
                     max_tokens: p.request.max_tokens,
                     reserve: p.reserve,
@@ -594,6 +625,30 @@ impl Engine<'_> {
                 return true;
             }
             st = self.shared.wake.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// A free slot for `prompt` and how many of its first tokens that slot's kept KV cells
+    /// already hold: the slot with the longest shared prefix, else the least recently used.
+    /// At least the last prompt token is always decoded again, for its logits. Cells past the
+    /// shared prefix are dropped here (the caller takes the slot).
+    fn pick_slot(&mut self, ctx: &mut LlamaContext<'_>, prompt: &[LlamaToken]) -> Option<(usize, usize)> {
+        let free = (0..self.slots.len()).filter(|&i| self.slots[i].is_none());
+        let shared = |i: usize| self.kept[i].0.iter().zip(prompt).take_while(|(a, b)| a == b).count();
+        let (slot, common) =
+            free.map(|i| (i, shared(i))).max_by_key(|&(i, common)| (common, std::cmp::Reverse(self.kept[i].1)))?;
+        let reuse = common.min(prompt.len().saturating_sub(1));
+        if reuse < self.kept[slot].0.len() {
+            self.drop_cells(ctx, slot, reuse);
+        }
+        Some((slot, reuse))
+    }
+
+    /// Frees a slot's KV cells from position `from` on.
+    fn drop_cells(&mut self, ctx: &mut LlamaContext<'_>, slot: usize, from: usize) {
+        self.kept[slot].0.truncate(from);
+        if let Err(e) = ctx.clear_kv_cache_seq(Some(slot as u32), Some(from as u32), None) {
+            tracing::warn!(error = %e, slot, "clearing KV cells failed");
         }
     }
 
@@ -614,11 +669,14 @@ impl Engine<'_> {
     /// Takes a sequence out of the batch, frees its KV cells, updates the counters and
     /// then (so that a caller who saw `Done` also sees the counters) sends `Done`.
     fn remove(&mut self, ctx: &mut LlamaContext<'_>, index: usize, outcome: Outcome, done: Option<FinishReason>) {
-        let Some(seq) = self.slots[index].take() else {
+        let Some(mut seq) = self.slots[index].take() else {
             return;
         };
-        if let Err(e) = ctx.clear_kv_cache_seq(Some(seq.slot as u32), None, None) {
-            tracing::warn!(error = %e, slot = seq.slot, "clearing KV cells failed");
+        // The cells stay for a later prompt with the same beginning, unless decoding failed.
+        let keep = self.config.prefix_cache && !matches!(outcome, Outcome::Failed);
+        self.kept[index].0 = std::mem::take(&mut seq.history);
+        if !keep {
+            self.drop_cells(ctx, index, 0);
         }
         let mut st = self.shared.lock();
         match outcome {
@@ -658,6 +716,7 @@ impl Engine<'_> {
                 if self.batch.add(seq.prompt[pos], pos as i32, &[seq.slot], last).is_err() {
                     break;
                 }
+                seq.history.push(seq.prompt[pos]);
                 if last {
                     seq.logits_index = Some(n);
                 }
@@ -686,7 +745,7 @@ impl Engine<'_> {
             };
             if seq.fed {
                 seq.fed = false;
-                seq.next_token = None;
+                seq.history.extend(seq.next_token.take());
                 seq.n_past += 1;
             }
             let Some(index) = seq.logits_index.take() else {

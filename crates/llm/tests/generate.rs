@@ -40,7 +40,7 @@ async fn collect(mut stream: GenerationStream) -> Output {
     loop {
         match stream.next().await.expect("stream ended without Done") {
             GenerationEvent::Token { text } => pieces.push(text),
-            GenerationEvent::Done { finish_reason, prompt_tokens, completion_tokens } => {
+            GenerationEvent::Done { finish_reason, prompt_tokens, completion_tokens, .. } => {
                 assert_eq!(prompt_tokens, stream.prompt_tokens);
                 assert_eq!(completion_tokens as usize, pieces.len());
                 assert!(stream.next().await.is_none());
@@ -337,4 +337,47 @@ async fn small_kv_budget_makes_requests_wait() {
     }
     assert_eq!(generator.stats().completed_total, 4);
     assert_eq!(generator.stats().kv_cache_tokens_budget, 256);
+}
+
+/// Prompt tokens the engine reused from kept KV cells, from the `Done` event.
+async fn cached_tokens(mut stream: GenerationStream) -> (String, u32) {
+    let mut text = String::new();
+    loop {
+        match stream.next().await.expect("stream ended without Done") {
+            GenerationEvent::Token { text: piece } => text.push_str(&piece),
+            GenerationEvent::Done { cached_tokens, .. } => return (text, cached_tokens),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prompt_that_starts_like_an_earlier_one_reuses_its_kv_cells_and_answers_the_same() {
+    // One slot, so each request lands where the previous one left its cells.
+    let config = GeneratorConfig { context_length: Some(512), max_batch_sequences: 1, ..GeneratorConfig::default() };
+    let generator = load(config.clone());
+    let system = "You are a careful assistant who answers in one short sentence.";
+    let ask = |user: &str| {
+        generator
+            .apply_chat_template(&[ChatMessage::new("system", system), ChatMessage::new("user", user)])
+            .expect("chat template")
+    };
+    let (first, prompt) = (ask("What is the capital of France?"), ask("Name a large river in Africa."));
+    let n_prompt = generator.count_tokens(&prompt).unwrap();
+    let shared = generator.count_tokens(&ask("")).unwrap();
+
+    let (_, cold) = cached_tokens(generator.submit(greedy(&first, 8)).unwrap()).await;
+    assert_eq!(cold, 0, "nothing is cached at first");
+    let (warm_text, warm) = cached_tokens(generator.submit(greedy(&prompt, 24)).unwrap()).await;
+    assert!(warm >= shared.saturating_sub(8) && warm < n_prompt, "{warm} of {n_prompt} (system prompt {shared})");
+    // The same prompt again: everything but the last token comes from the cache.
+    let (again_text, again) = cached_tokens(generator.submit(greedy(&prompt, 24)).unwrap()).await;
+    assert_eq!(again, n_prompt - 1);
+    assert_eq!(generator.stats().prompt_cached_tokens_total, u64::from(warm + again));
+
+    // The answers are the ones a fresh engine gives with nothing cached.
+    let fresh = load(config);
+    let (fresh_text, none) = cached_tokens(fresh.submit(greedy(&prompt, 24)).unwrap()).await;
+    assert_eq!(none, 0);
+    assert_eq!(warm_text, fresh_text);
+    assert_eq!(again_text, fresh_text);
 }

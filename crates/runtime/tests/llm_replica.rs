@@ -326,6 +326,7 @@ async fn metrics_declare_every_family() {
     for name in [
         "sluice_llm_generated_tokens_total",
         "sluice_llm_prompt_tokens_total",
+        "sluice_llm_prompt_cached_tokens_total",
         "sluice_llm_requests_completed_total",
         "sluice_llm_requests_cancelled_total",
         "sluice_llm_active_sequences",
@@ -338,6 +339,20 @@ async fn metrics_declare_every_family() {
     }
     assert!(replica.metric("sluice_llm_generated_tokens_total").await >= 1);
     assert_eq!(replica.metric("sluice_llm_requests_completed_total").await, 1);
+}
+
+#[tokio::test]
+async fn a_repeated_prompt_is_served_from_the_prefix_cache_and_says_so() {
+    let replica = Replica::chat().await;
+    let (_, _, first) = replica.post_json("/chat/completions", &hello(4)).await;
+    assert_eq!(first["usage"]["prompt_tokens_details"]["cached_tokens"], 0, "{first}");
+    let (status, _, second) = replica.post_json("/chat/completions", &hello(4)).await;
+    assert_eq!(status, 200);
+    let prompt = second["usage"]["prompt_tokens"].as_u64().unwrap();
+    // Every prompt token but the last (decoded again for its logits) came from the cache.
+    assert_eq!(second["usage"]["prompt_tokens_details"]["cached_tokens"], prompt - 1, "{second}");
+    assert_eq!(second["choices"][0]["message"]["content"], first["choices"][0]["message"]["content"]);
+    assert_eq!(replica.metric("sluice_llm_prompt_cached_tokens_total").await, prompt - 1);
 }
 
 #[test]

@@ -130,7 +130,7 @@ pub fn embeddings_body(model: &str, vectors: &[Vec<f32>], encoding: Encoding, pr
             json!({ "object": "embedding", "index": index, "embedding": embedding })
         })
         .collect();
-    let usage = Usage { prompt_tokens, completion_tokens: 0 };
+    let usage = Usage { prompt_tokens, completion_tokens: 0, cached_tokens: 0 };
     json!({
         "object": "list",
         "model": model,

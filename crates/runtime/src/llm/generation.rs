@@ -150,8 +150,9 @@ async fn collect(mut stream: GenerationStream) -> Result<Answer, ApiError> {
     while let Some(event) = stream.next().await {
         match event {
             GenerationEvent::Token { text: piece } => text.push_str(&piece),
-            GenerationEvent::Done { finish_reason, prompt_tokens, completion_tokens } => {
-                return Ok(Answer { text, reason: finish_reason, usage: Usage { prompt_tokens, completion_tokens } });
+            GenerationEvent::Done { finish_reason, prompt_tokens, completion_tokens, cached_tokens } => {
+                let usage = Usage { prompt_tokens, completion_tokens, cached_tokens };
+                return Ok(Answer { text, reason: finish_reason, usage });
             }
         }
     }

@@ -27,6 +27,12 @@ pub fn render(state: &LlmState) -> String {
                 ("sluice_llm_prompt_tokens_total", "counter", "Prompt tokens admitted.", stats.prompt_tokens_total),
                 ("sluice_llm_generated_tokens_total", "counter", "Tokens generated.", stats.generated_tokens_total),
                 (
+                    "sluice_llm_prompt_cached_tokens_total",
+                    "counter",
+                    "Prompt tokens whose KV cells were reused from an earlier request (prefix cache).",
+                    stats.prompt_cached_tokens_total,
+                ),
+                (
                     "sluice_llm_requests_completed_total",
                     "counter",
                     "Requests whose generation finished (stop, length or deadline).",

@@ -28,6 +28,9 @@ impl Api {
 pub struct Usage {
     pub prompt_tokens: u32,
     pub completion_tokens: u32,
+    /// Prompt tokens served from the engine's prefix cache (OpenAI's
+    /// `prompt_tokens_details.cached_tokens`).
+    pub cached_tokens: u32,
 }
 
 impl Usage {
@@ -36,6 +39,7 @@ impl Usage {
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "total_tokens": u64::from(self.prompt_tokens) + u64::from(self.completion_tokens),
+            "prompt_tokens_details": { "cached_tokens": self.cached_tokens },
         })
     }
 }
@@ -106,13 +110,16 @@ mod tests {
     fn non_streaming_shapes() {
         let chat = Envelope::new(Api::Chat, "smol");
         assert!(chat.id.starts_with("chatcmpl-"));
-        let usage = Usage { prompt_tokens: 5, completion_tokens: 2 };
+        let usage = Usage { prompt_tokens: 5, completion_tokens: 2, cached_tokens: 4 };
         let body = chat.complete("Hi!".into(), "stop", usage);
         assert_eq!(body["object"], "chat.completion");
         assert_eq!(body["model"], "smol");
         assert_eq!(body["choices"][0]["message"], json!({"role": "assistant", "content": "Hi!"}));
         assert_eq!(body["choices"][0]["finish_reason"], "stop");
-        assert_eq!(body["usage"], json!({"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}));
+        assert_eq!(
+            body["usage"],
+            json!({"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7, "prompt_tokens_details": {"cached_tokens": 4}})
+        );
         assert!(body["created"].as_u64().unwrap() > 1_700_000_000);
 
         let text = Envelope::new(Api::Completions, "smol");

@@ -71,9 +71,9 @@ impl SseWriter {
         }
         match event {
             Some(GenerationEvent::Token { text }) => vec![self.token(&text)],
-            Some(GenerationEvent::Done { finish_reason: reason, prompt_tokens, completion_tokens }) => {
+            Some(GenerationEvent::Done { finish_reason: reason, prompt_tokens, completion_tokens, cached_tokens }) => {
                 self.finished = true;
-                let usage = Usage { prompt_tokens, completion_tokens };
+                let usage = Usage { prompt_tokens, completion_tokens, cached_tokens };
                 let mut frames = vec![self.last(finish_reason(reason), usage)];
                 if self.include_usage {
                     frames.push(self.usage_only(usage));

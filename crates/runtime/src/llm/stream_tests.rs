@@ -10,7 +10,7 @@ fn token(text: &str) -> Option<GenerationEvent> {
 }
 
 fn done(reason: FinishReason, completion_tokens: u32) -> Option<GenerationEvent> {
-    Some(GenerationEvent::Done { finish_reason: reason, prompt_tokens: 9, completion_tokens })
+    Some(GenerationEvent::Done { finish_reason: reason, prompt_tokens: 9, completion_tokens, cached_tokens: 0 })
 }
 
 /// Runs `events` through a writer and splits the output into events, checking the framing on the way.
@@ -58,7 +58,10 @@ fn chat_stream_sends_one_content_chunk_per_token_then_usage() {
         assert!(chunk.get("usage").is_none());
     }
     assert_eq!(chunks[3]["choices"][0], json!({"index": 0, "delta": {}, "finish_reason": "stop"}));
-    assert_eq!(chunks[3]["usage"], json!({"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12}));
+    assert_eq!(
+        chunks[3]["usage"],
+        json!({"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12, "prompt_tokens_details": {"cached_tokens": 0}})
+    );
 }
 
 #[test]
