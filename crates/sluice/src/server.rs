@@ -3,6 +3,7 @@
 
 use crate::config::{ServerArgs, Settings};
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use sluice_backend::{LocalBackend, LocalBackendConfig};
 use sluice_control::secrets::{Secrets, load_or_create_key, new_credential, write_private};
 use sluice_control::{ArtifactStore, Control, Reconciler, ReplicaLaunch};
@@ -194,7 +195,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     println!("SLUICE_LISTENING {public_url}");
     println!("Sluice is serving on {public_url} (data directory {})", data_dir.display());
     tracing::info!(addr = %local, "listening");
-    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    axum::serve(listener.tap_io(sluice_runtime::http::no_delay), app).with_graceful_shutdown(shutdown_signal()).await?;
     tracing::info!("stopping replicas");
     backend.shutdown().await;
     Ok(())

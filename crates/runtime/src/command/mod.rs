@@ -23,6 +23,7 @@ mod proxy;
 
 use axum::Router;
 use axum::http::Uri;
+use axum::serve::ListenerExt;
 use child::{ChildProcess, choose_port};
 use proxy::{CommandClient, Relay};
 use std::ffi::OsString;
@@ -327,7 +328,7 @@ where
     });
     let app = Router::new().fallback(proxy::relay).with_state(relay.clone());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(listener, app)
+    let server = axum::serve(listener.tap_io(crate::http::no_delay), app)
         .with_graceful_shutdown(async move {
             let _ = stop_rx.await;
         })

@@ -20,7 +20,8 @@ use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
 use axum::extract::rejection::BytesRejection;
 use axum::routing::{get, post};
-use tokio::net::TcpListener;
+use axum::serve::ListenerExt;
+use tokio::net::{TcpListener, TcpStream};
 
 use crate::error::{ErrorCode, InferError};
 use crate::model::ModelSet;
@@ -86,13 +87,20 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
+/// For `ListenerExt::tap_io`: answers leave at once instead of waiting, under Nagle's algorithm,
+/// for the client's (possibly delayed) ACK of the previous segment, which held a streamed
+/// answer's first chunk up to 40 ms behind its headers.
+pub fn no_delay(tcp: &mut TcpStream) {
+    let _ = tcp.set_nodelay(true);
+}
+
 /// Serves `state` on `listener` until `shutdown` resolves, then stops accepting and finishes in-flight requests.
 pub async fn serve(
     listener: TcpListener,
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener.tap_io(no_delay), router(state)).with_graceful_shutdown(shutdown).await
 }
 
 /// Turns a body-read failure into an `InferError` (413 when the limit was hit).
@@ -123,4 +131,18 @@ pub(crate) async fn offload<T: Send + 'static>(
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|_| InferError::internal("request processing failed unexpectedly"))?
+}
+
+#[cfg(test)]
+mod no_delay_tests {
+    #[tokio::test]
+    async fn accepted_sockets_send_without_nagle() {
+        let listener = super::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (mut accepted, _) = listener.accept().await.unwrap();
+        assert!(!accepted.nodelay().unwrap(), "Linux accepts with Nagle on");
+        super::no_delay(&mut accepted);
+        assert!(accepted.nodelay().unwrap());
+    }
 }

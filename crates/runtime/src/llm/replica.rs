@@ -2,6 +2,7 @@
 //! `SLUICE_REPLICA_LISTENING <addr>` once ready, and serves until SIGTERM. A model that cannot be loaded exits
 //! 3 with a one-line reason on stderr.
 
+use axum::serve::ListenerExt;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -138,7 +139,7 @@ async fn serve(state: Arc<LlmState>, addr: SocketAddr) -> Result<(), String> {
     let shutdown = shutdown_signal().map_err(|e| format!("cannot install the SIGTERM handler: {e}"))?;
     let address = listener.local_addr().map_err(|e| format!("cannot read the bound address: {e}"))?;
     announce(address).map_err(|e| format!("cannot write the ready line to stdout: {e}"))?;
-    axum::serve(listener, router(state))
+    axum::serve(listener.tap_io(crate::http::no_delay), router(state))
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(|e| format!("the server failed: {e}"))

@@ -13,6 +13,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::serve::ListenerExt;
 pub use package::materialize as materialize_worker_package;
 use protocol::RequestHead;
 use std::net::SocketAddr;
@@ -163,7 +164,7 @@ async fn run(args: PythonReplicaArgs) -> ExitCode {
         }
     };
     println!("SLUICE_REPLICA_LISTENING {addr}");
-    match axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+    match axum::serve(listener.tap_io(crate::http::no_delay), app).with_graceful_shutdown(shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
