@@ -22,6 +22,18 @@ pub struct Prices {
     /// Per 1,000 tokens of serverless endpoints.
     #[serde(default)]
     pub per_1k_tokens: f64,
+    /// The built-in catalog models' prices per 1,000 tokens, by model id or name; replaces the
+    /// catalog's own price in `model-catalog show` and in serverless usage.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub catalog: BTreeMap<String, TokenPrices>,
+}
+
+/// A catalog model's prices per 1,000 tokens.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, ToSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TokenPrices {
+    pub input_per_1k: f64,
+    pub output_per_1k: f64,
 }
 
 fn usd() -> String {

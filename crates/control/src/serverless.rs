@@ -99,16 +99,56 @@ fn user_model(row: &CatalogModelRow) -> Option<CatalogModel> {
 }
 
 /// The whole catalog: built-in models, then the ones users added.
-pub async fn catalog(store: &Store) -> Result<Vec<CatalogModel>, StoreError> {
+/// Built-in models take the prices the config file's `prices.catalog` gives them.
+pub async fn catalog(control: &Control) -> Result<Vec<CatalogModel>, StoreError> {
     let mut all = builtin_catalog();
-    all.extend(store.list_catalog_models().await?.iter().filter_map(user_model));
+    for m in &mut all {
+        if let Some(p) = builtin_price(&control.prices, m) {
+            m.price_per_1k_input_tokens = p.input_per_1k;
+            m.price_per_1k_output_tokens = p.output_per_1k;
+        }
+    }
+    all.extend(control.store.list_catalog_models().await?.iter().filter_map(user_model));
     Ok(all)
 }
 
+/// The configured price of a built-in model, by its id or name (case-insensitive).
+fn builtin_price(prices: &sluice_api::usage::Prices, m: &CatalogModel) -> Option<sluice_api::usage::TokenPrices> {
+    prices
+        .catalog
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(&m.id) || k.eq_ignore_ascii_case(&m.name))
+        .map(|(_, p)| *p)
+}
+
+/// Checks the config file's `prices.catalog`: every key names a built-in model, every price is
+/// a finite number of 0 or more.
+pub fn check_catalog_prices(prices: &sluice_api::usage::Prices) -> Result<(), String> {
+    let builtin = builtin_catalog();
+    for (key, p) in &prices.catalog {
+        if !builtin.iter().any(|m| key.eq_ignore_ascii_case(&m.id) || key.eq_ignore_ascii_case(&m.name)) {
+            let ids: Vec<&str> = builtin.iter().map(|m| m.id.as_str()).collect();
+            return Err(format!(
+                "prices.catalog: {key:?} is not a built-in catalog model (they are {}); a model you add takes its prices from `model-catalog create`",
+                ids.join(", ")
+            ));
+        }
+        for (field, v) in [("input_per_1k", p.input_per_1k), ("output_per_1k", p.output_per_1k)] {
+            if !v.is_finite() || v < 0.0 {
+                return Err(format!("prices.catalog.{key}.{field} is {v}: expected a price of 0 or more"));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The catalog model a `model_id` (or id, or name) names.
-pub async fn resolve(store: &Store, model_id: &str) -> Result<Option<CatalogModel>, StoreError> {
+pub async fn resolve(control: &Control, model_id: &str) -> Result<Option<CatalogModel>, StoreError> {
     let Some(name) = catalog_name(model_id) else { return Ok(None) };
-    Ok(catalog(store).await?.into_iter().find(|m| m.id.eq_ignore_ascii_case(name) || m.name.eq_ignore_ascii_case(name)))
+    Ok(catalog(control)
+        .await?
+        .into_iter()
+        .find(|m| m.id.eq_ignore_ascii_case(name) || m.name.eq_ignore_ascii_case(name)))
 }
 
 pub fn routes() -> Router<Arc<Control>> {
@@ -126,7 +166,7 @@ pub fn routes() -> Router<Arc<Control>> {
 #[utoipa::path(get, path = "/api/v1/model-catalog", tag = "model-catalog",
     responses((status = 200, body = Vec<CatalogModel>)))]
 pub async fn list_catalog(State(control): State<Arc<Control>>) -> Result<axum::Json<Vec<CatalogModel>>, ApiError> {
-    Ok(axum::Json(catalog(&control.store).await?))
+    Ok(axum::Json(catalog(&control).await?))
 }
 
 /// Show one catalog model (by id, name or `azureml://registries/.../models/<name>`).
@@ -137,7 +177,7 @@ pub async fn show_catalog_model(
     State(control): State<Arc<Control>>,
     Path(id): Path<String>,
 ) -> Result<axum::Json<CatalogModel>, ApiError> {
-    resolve(&control.store, &id).await?.map(axum::Json).ok_or_else(|| not_in_catalog(&id))
+    resolve(&control, &id).await?.map(axum::Json).ok_or_else(|| not_in_catalog(&id))
 }
 
 fn not_in_catalog(id: &str) -> ApiError {
@@ -225,7 +265,7 @@ pub async fn remove_catalog_model(
     State(control): State<Arc<Control>>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let model = resolve(&control.store, &id).await?.ok_or_else(|| not_in_catalog(&id))?;
+    let model = resolve(&control, &id).await?.ok_or_else(|| not_in_catalog(&id))?;
     if model.builtin {
         return Err(ApiError::BadRequest(format!("{:?} is built in and cannot be removed", model.name)));
     }
@@ -273,7 +313,7 @@ fn to_wire(control: &Control, row: &ServerlessEndpointRow, task: CatalogTask) ->
 }
 
 async fn wire(control: &Control, row: &ServerlessEndpointRow) -> Result<ServerlessEndpoint, ApiError> {
-    let task = resolve(&control.store, &row.catalog_model).await?.map_or(CatalogTask::ChatCompletion, |m| m.task);
+    let task = resolve(control, &row.catalog_model).await?.map_or(CatalogTask::ChatCompletion, |m| m.task);
     Ok(to_wire(control, row, task))
 }
 
@@ -315,7 +355,7 @@ pub async fn create(
             errors.push(FieldError { field: f.into(), message: format!("{v}: expected 1 to 1000000000") });
         }
     }
-    let model = resolve(&control.store, &spec.model_id).await?;
+    let model = resolve(&control, &spec.model_id).await?;
     if model.is_none() {
         errors.push(FieldError {
             field: "model_id".into(),
@@ -461,7 +501,7 @@ pub async fn usage(
     };
     // What the gateway counted but has not handed over yet belongs in the answer.
     flush_usage(&control).await;
-    let model = resolve(&control.store, &row.catalog_model).await?;
+    let model = resolve(&control, &row.catalog_model).await?;
     let (pin, pout) =
         model.as_ref().map_or((0.0, 0.0), |m| (m.price_per_1k_input_tokens, m.price_per_1k_output_tokens));
     let records: Vec<ServerlessUsageRecord> = control
@@ -690,7 +730,7 @@ impl Engines {
 /// Fetches the model's weights if needed, starts its engine and waits until it is ready.
 async fn start_engine(control: &Control, id: &str) -> Result<(), String> {
     let engines = &control.engines;
-    let model = resolve(&control.store, id)
+    let model = resolve(control, id)
         .await
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("catalog model {id:?} no longer exists"))?;

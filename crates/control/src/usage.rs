@@ -122,7 +122,7 @@ pub async fn show(
     crate::serverless::flush_usage(&control).await;
     let mut records = records;
     let endpoints = control.store.list_serverless_endpoints(Some(&ws)).await?;
-    let catalog = crate::serverless::catalog(&control.store).await?;
+    let catalog = crate::serverless::catalog(&control).await?;
     for r in control.store.list_serverless_usage(&ws, q.endpoint.as_deref(), since.as_deref()).await? {
         let model_id = endpoints.iter().find(|e| e.name == r.endpoint).map(|e| e.catalog_model.clone());
         let model = model_id.as_deref().and_then(|id| catalog.iter().find(|m| m.id == id));

@@ -91,6 +91,9 @@ impl Settings {
             return Err(format!("batch_workers is {batch_workers}: expected 1 to 1024"));
         }
         let cache_dir = cache_dir(env_cache, home);
+        if let Some(prices) = &file.prices {
+            sluice_control::serverless::check_catalog_prices(prices)?;
+        }
         Ok(Self {
             addr: args.addr.or(file.addr).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
             data_dir,
@@ -140,6 +143,29 @@ mod tests {
         assert_eq!(s.cache_dir, PathBuf::from("/home/u/.cache/sluice"));
         let s = Settings::resolve(ServerArgs::default(), "d".into(), Some("/c".into()), None).unwrap();
         assert_eq!((s.addr.port(), s.cache_dir.clone()), (8080, PathBuf::from("/c")));
+    }
+
+    #[test]
+    fn built_in_catalog_prices_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.yaml");
+        let resolve = |text: &str| {
+            std::fs::write(&file, text).unwrap();
+            Settings::resolve(ServerArgs { config: Some(file.clone()), ..Default::default() }, "d".into(), None, None)
+        };
+        let ok = resolve("prices:\n  catalog:\n    SmolLM2-135M-Instruct: {input_per_1k: 0.5, output_per_1k: 1.5}\n")
+            .unwrap();
+        assert_eq!(ok.prices.catalog["SmolLM2-135M-Instruct"].output_per_1k, 1.5);
+        let err = resolve("prices:\n  catalog:\n    gpt-9: {input_per_1k: 1, output_per_1k: 1}\n").unwrap_err();
+        assert!(
+            err.contains("\"gpt-9\" is not a built-in catalog model") && err.contains("smollm2-135m-instruct"),
+            "{err}"
+        );
+        let err =
+            resolve("prices:\n  catalog:\n    all-MiniLM-L6-v2: {input_per_1k: -1, output_per_1k: 0}\n").unwrap_err();
+        assert!(err.contains("input_per_1k is -1"), "{err}");
+        let err = resolve("prices:\n  catalog:\n    all-MiniLM-L6-v2: {input: 1}\n").unwrap_err();
+        assert!(err.contains("unknown field `input`"), "{err}");
     }
 
     #[test]

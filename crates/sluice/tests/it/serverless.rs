@@ -51,7 +51,7 @@ fn usage(server: &Server, name: &str) -> serde_json::Value {
 }
 
 /// Polls the stored usage until it reaches `requests` (the gateway hands it over as it goes).
-async fn usage_after(server: &Server, name: &str, requests: i64) -> serde_json::Value {
+pub(crate) async fn usage_after(server: &Server, name: &str, requests: i64) -> serde_json::Value {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let u = usage(server, name);

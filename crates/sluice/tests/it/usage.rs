@@ -37,3 +37,42 @@ async fn instance_seconds_are_metered_and_priced() {
         serde_json::from_str(&server.cli_ok(&["usage", "show", "--endpoint", "no-such-ep"])).unwrap();
     assert_eq!(none["records"], serde_json::json!([]));
 }
+
+#[tokio::test]
+async fn built_in_catalog_models_take_the_configured_token_prices() {
+    use crate::serverless::{create_endpoint, keys, post, usage_after};
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("sluice.yml");
+    std::fs::write(
+        &config,
+        "prices:\n  catalog:\n    SmolLM2-135M-Instruct: {input_per_1k: 2.0, output_per_1k: 4.0}\n",
+    )
+    .unwrap();
+    let server = Server::start_on(&tmp.path().join("data"), &["--config", config.to_str().unwrap()]);
+    let shown: serde_json::Value =
+        serde_json::from_str(&server.cli_ok(&["model-catalog", "show", "--name", "SmolLM2-135M-Instruct"])).unwrap();
+    assert_eq!(
+        (shown["price_per_1k_input_tokens"].as_f64(), shown["price_per_1k_output_tokens"].as_f64()),
+        (Some(2.0), Some(4.0)),
+        "{shown}"
+    );
+    // The other built-in model keeps the catalog's price.
+    let other: serde_json::Value =
+        serde_json::from_str(&server.cli_ok(&["model-catalog", "show", "--name", "all-MiniLM-L6-v2"])).unwrap();
+    assert_eq!(other["price_per_1k_input_tokens"].as_f64(), Some(0.00002), "{other}");
+
+    create_endpoint(&server, tmp.path(), "priced", "SmolLM2-135M-Instruct", &[]);
+    let (key, _) = keys(&server, "priced");
+    let body = serde_json::json!({"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 5, "temperature": 0});
+    let answer: serde_json::Value =
+        post(&format!("{}/serverless/priced/chat/completions", server.url), ("api-key", &key), body)
+            .await
+            .json()
+            .await
+            .unwrap();
+    let (p, c) =
+        (answer["usage"]["prompt_tokens"].as_f64().unwrap(), answer["usage"]["completion_tokens"].as_f64().unwrap());
+    let u = usage_after(&server, "priced", 1).await;
+    let want = p / 1000.0 * 2.0 + c / 1000.0 * 4.0;
+    assert!((u["cost"].as_f64().unwrap() - want).abs() < 1e-12, "{u}: expected {want}");
+}
