@@ -60,6 +60,17 @@ async fn start_collector() -> (String, Received) {
     (format!("http://{addr}"), received)
 }
 
+/// A server exporting to a fresh collector, its spans batched for 100 ms. Bind the directory
+/// first, so the server stops before it is removed.
+async fn traced_server(extra: &[&str]) -> (tempfile::TempDir, Server, Received) {
+    let (collector, received) = start_collector().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut args = vec!["--otlp-endpoint", collector.as_str()];
+    args.extend_from_slice(extra);
+    let server = Server::start_with_env(&tmp.path().join("data"), &args, &[("OTEL_BSP_SCHEDULE_DELAY", "100")]);
+    (tmp, server, received)
+}
+
 fn string_attr(attrs: &[KeyValue], key: &str) -> Option<String> {
     match attrs.iter().find(|kv| kv.key == key)?.value.as_ref()?.value.as_ref()? {
         any_value::Value::StringValue(s) => Some(s.clone()),
@@ -95,13 +106,7 @@ fn hex(bytes: &[u8]) -> String {
 
 #[tokio::test]
 async fn scoring_and_management_requests_are_exported_as_spans_continuing_the_callers_trace() {
-    let (collector, received) = start_collector().await;
-    let tmp = tempfile::tempdir().unwrap();
-    let server = Server::start_with_env(
-        &tmp.path().join("data"),
-        &["--otlp-endpoint", &collector],
-        &[("OTEL_BSP_SCHEDULE_DELAY", "100")],
-    );
+    let (_tmp, server, received) = traced_server(&[]).await;
     deploy_iris(&server);
     let key = primary_key(&server, "iris-ep");
     let score = format!("{}/endpoints/iris-ep/score", server.url);
@@ -211,13 +216,7 @@ async fn an_unreachable_collector_costs_scoring_nothing() {
 #[tokio::test]
 async fn serverless_spans_carry_the_model_and_the_tokens_of_plain_and_streamed_answers() {
     use crate::serverless::{create_endpoint, keys, post, sse_events};
-    let (collector, received) = start_collector().await;
-    let tmp = tempfile::tempdir().unwrap();
-    let server = Server::start_with_env(
-        &tmp.path().join("data"),
-        &["--otlp-endpoint", &collector],
-        &[("OTEL_BSP_SCHEDULE_DELAY", "100")],
-    );
+    let (tmp, server, received) = traced_server(&[]).await;
     create_endpoint(&server, tmp.path(), "tiny", "SmolLM2-135M-Instruct", &[]);
     let (key, _) = keys(&server, "tiny");
     let url = format!("{}/serverless/tiny/v1/chat/completions", server.url);
@@ -277,14 +276,8 @@ async fn serverless_spans_carry_the_model_and_the_tokens_of_plain_and_streamed_a
 
 #[tokio::test]
 async fn the_replica_gets_the_trace_context_of_its_call() {
-    let (collector, received) = start_collector().await;
-    let tmp = tempfile::tempdir().unwrap();
     let python = crate::harness::test_python();
-    let server = Server::start_with_env(
-        &tmp.path().join("data"),
-        &["--otlp-endpoint", &collector, "--python", python.to_str().unwrap()],
-        &[("OTEL_BSP_SCHEDULE_DELAY", "100")],
-    );
+    let (tmp, server, received) = traced_server(&["--python", python.to_str().unwrap()]).await;
     // A scoring script that answers the trace context it was called with.
     let code = tmp.path().join("code");
     std::fs::create_dir_all(&code).unwrap();
