@@ -114,11 +114,7 @@ pub async fn catalog(control: &Control) -> Result<Vec<CatalogModel>, StoreError>
 
 /// The configured price of a built-in model, by its id or name (case-insensitive).
 fn builtin_price(prices: &sluice_api::usage::Prices, m: &CatalogModel) -> Option<sluice_api::usage::TokenPrices> {
-    prices
-        .catalog
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(&m.id) || k.eq_ignore_ascii_case(&m.name))
-        .map(|(_, p)| *p)
+    prices.catalog.iter().find(|(k, _)| named(m, k)).map(|(_, p)| *p)
 }
 
 /// Checks the config file's `prices.catalog`: every key names a built-in model, every price is
@@ -126,7 +122,7 @@ fn builtin_price(prices: &sluice_api::usage::Prices, m: &CatalogModel) -> Option
 pub fn check_catalog_prices(prices: &sluice_api::usage::Prices) -> Result<(), String> {
     let builtin = builtin_catalog();
     for (key, p) in &prices.catalog {
-        if !builtin.iter().any(|m| key.eq_ignore_ascii_case(&m.id) || key.eq_ignore_ascii_case(&m.name)) {
+        if !builtin.iter().any(|m| named(m, key)) {
             let ids: Vec<&str> = builtin.iter().map(|m| m.id.as_str()).collect();
             return Err(format!(
                 "prices.catalog: {key:?} is not a built-in catalog model (they are {}); a model you add takes its prices from `model-catalog create`",
@@ -145,10 +141,12 @@ pub fn check_catalog_prices(prices: &sluice_api::usage::Prices) -> Result<(), St
 /// The catalog model a `model_id` (or id, or name) names.
 pub async fn resolve(control: &Control, model_id: &str) -> Result<Option<CatalogModel>, StoreError> {
     let Some(name) = catalog_name(model_id) else { return Ok(None) };
-    Ok(catalog(control)
-        .await?
-        .into_iter()
-        .find(|m| m.id.eq_ignore_ascii_case(name) || m.name.eq_ignore_ascii_case(name)))
+    Ok(catalog(control).await?.into_iter().find(|m| named(m, name)))
+}
+
+/// Whether `key` is the model's id or name (case-insensitive), as users may write either.
+fn named(m: &CatalogModel, key: &str) -> bool {
+    m.id.eq_ignore_ascii_case(key) || m.name.eq_ignore_ascii_case(key)
 }
 
 pub fn routes() -> Router<Arc<Control>> {

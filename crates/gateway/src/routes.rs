@@ -15,7 +15,7 @@ use crate::mirror::{MirrorCopy, MirrorLimits, dispatch};
 use crate::proxy::{Outgoing, ReplicaClient, SendError, client_response, send};
 use crate::stats::TrafficStats;
 use crate::table::{DeploymentRoute, EndpointRoute, ReplicaAddrs, RoutingTable};
-use crate::telemetry::Trace;
+use crate::telemetry::{Trace, http_attributes};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
@@ -134,13 +134,10 @@ async fn handle(
         || format!("{method} /endpoints/{{endpoint}}/{rest}"),
         req.headers(),
         || {
-            vec![
-                KeyValue::new("http.request.method", method.to_string()),
-                KeyValue::new("http.route", format!("/endpoints/{{endpoint}}/{rest}")),
-                KeyValue::new("url.path", req.uri().path().to_owned()),
-                KeyValue::new("sluice.endpoint", endpoint.clone()),
-                KeyValue::new("sluice.request_id", request_id.clone()),
-            ]
+            let mut kv = http_attributes(&req, format!("/endpoints/{{endpoint}}/{rest}"));
+            kv.push(KeyValue::new("sluice.endpoint", endpoint.clone()));
+            kv.push(KeyValue::new("sluice.request_id", request_id.clone()));
+            kv
         },
     );
     let mut response = route(&state, &endpoint, &rest, req, &request_id, &trace).await;

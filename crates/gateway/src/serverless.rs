@@ -287,13 +287,9 @@ fn serverless_trace(state: &GatewayState, name: &str, rest: &str, req: &Request,
         || span_name,
         req.headers(),
         || {
-            let mut kv = vec![
-                KeyValue::new("http.request.method", method.to_owned()),
-                KeyValue::new("http.route", format!("/serverless/{{name}}/{rest}")),
-                KeyValue::new("url.path", req.uri().path().to_owned()),
-                KeyValue::new("sluice.serverless_endpoint", name.to_owned()),
-                KeyValue::new("sluice.request_id", request_id.to_owned()),
-            ];
+            let mut kv = crate::telemetry::http_attributes(req, format!("/serverless/{{name}}/{rest}"));
+            kv.push(KeyValue::new("sluice.serverless_endpoint", name.to_owned()));
+            kv.push(KeyValue::new("sluice.request_id", request_id.to_owned()));
             if let Some(op) = operation {
                 kv.push(KeyValue::new("gen_ai.operation.name", op));
             }

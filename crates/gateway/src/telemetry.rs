@@ -129,24 +129,25 @@ impl Drop for Trace {
     }
 }
 
+/// The `http.*` attributes every server span carries: method, route template and path.
+pub fn http_attributes<B>(req: &http::Request<B>, route: String) -> Vec<KeyValue> {
+    vec![
+        KeyValue::new("http.request.method", req.method().as_str().to_owned()),
+        KeyValue::new("http.route", route),
+        KeyValue::new("url.path", req.uri().path().to_owned()),
+    ]
+}
+
 /// Middleware for the management API: one server span per request, named by its route.
 pub async fn trace_api(req: Request, next: Next) -> Response {
     if !enabled() {
         return next.run(req).await;
     }
-    let route = req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = req.method().as_str().to_owned();
-    let path = req.uri().path().to_owned();
+    let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str());
     let trace = Trace::server(
-        || format!("{method} {route}"),
+        || format!("{} {route}", req.method()),
         req.headers(),
-        || {
-            vec![
-                KeyValue::new("http.request.method", method.clone()),
-                KeyValue::new("http.route", route.clone()),
-                KeyValue::new("url.path", path),
-            ]
-        },
+        || http_attributes(&req, route.to_owned()),
     );
     let response = next.run(req).await;
     trace.finish(response.status().as_u16());

@@ -441,15 +441,12 @@ struct Seq {
     prompt: Vec<LlamaToken>,
     /// Prompt tokens found in the slot's kept cells (not decoded again).
     cached: u32,
-    /// The tokens at KV positions `0..n_past`, kept for the prefix cache.
+    /// The tokens in the KV cache, by position: its length is the next token's position.
     history: Vec<LlamaToken>,
-    /// Prompt tokens already decoded into the KV cache.
-    prefilled: usize,
-    /// Sampled token not yet decoded (fed at position `n_past`).
+    /// Sampled token not yet decoded (fed at position `history.len()`).
     next_token: Option<LlamaToken>,
     /// `next_token` is in the batch being decoded.
     fed: bool,
-    n_past: u32,
     generated: u32,
     max_tokens: u32,
     reserve: u32,
@@ -546,7 +543,7 @@ impl Engine<'_> {
 
     fn update_gauges(&self, st: &mut State) {
         st.stats.active_sequences = self.slots.iter().flatten().count() as u32;
-        st.stats.kv_cache_tokens_used = self.slots.iter().flatten().map(|s| s.n_past).sum::<u32>();
+        st.stats.kv_cache_tokens_used = self.slots.iter().flatten().map(|s| s.history.len() as u32).sum::<u32>();
     }
 
     /// Moves waiting requests into free slots; sleeps while there is nothing to do.
@@ -597,18 +594,16 @@ impl Engine<'_> {
                 st.stats.prompt_cached_tokens_total += reuse as u64;
                 let seed = p.request.seed.unwrap_or_else(rand::random);
                 self.uses += 1;
-                let mut history = std::mem::take(&mut self.kept[slot].0);
-                history.truncate(reuse);
+                // `pick_slot` left exactly the reused tokens in the slot.
+                let history = std::mem::take(&mut self.kept[slot].0);
                 self.kept[slot].1 = self.uses;
                 self.slots[slot] = Some(Seq {
                     slot: slot as i32,
                     prompt: p.tokens,
                     cached: reuse as u32,
                     history,
-                    prefilled: reuse,
                     next_token: None,
                     fed: false,
-                    n_past: reuse as u32,
                     generated: 0,
                     max_tokens: p.request.max_tokens,
                     reserve: p.reserve,
@@ -673,9 +668,9 @@ impl Engine<'_> {
             return;
         };
         // The cells stay for a later prompt with the same beginning, unless decoding failed.
-        let keep = self.config.prefix_cache && !matches!(outcome, Outcome::Failed);
-        self.kept[index].0 = std::mem::take(&mut seq.history);
-        if !keep {
+        if self.config.prefix_cache && !matches!(outcome, Outcome::Failed) {
+            self.kept[index].0 = std::mem::take(&mut seq.history);
+        } else {
             self.drop_cells(ctx, index, 0);
         }
         let mut st = self.shared.lock();
@@ -700,7 +695,7 @@ impl Engine<'_> {
             seq.logits_index = None;
             if let Some(token) = seq.next_token
                 && n < capacity
-                && self.batch.add(token, seq.n_past as i32, &[seq.slot], true).is_ok()
+                && self.batch.add(token, seq.history.len() as i32, &[seq.slot], true).is_ok()
             {
                 seq.logits_index = Some(n);
                 seq.fed = true;
@@ -710,8 +705,9 @@ impl Engine<'_> {
         // Then prompt chunks of sequences still prefilling.
         for seq in self.slots.iter_mut().flatten() {
             let total = seq.prompt.len();
-            while seq.prefilled < total && n < capacity {
-                let pos = seq.prefilled;
+            // Prompt tokens not in the KV cache yet, from the first one missing.
+            while seq.history.len() < total && n < capacity {
+                let pos = seq.history.len();
                 let last = pos + 1 == total;
                 if self.batch.add(seq.prompt[pos], pos as i32, &[seq.slot], last).is_err() {
                     break;
@@ -720,8 +716,6 @@ impl Engine<'_> {
                 if last {
                     seq.logits_index = Some(n);
                 }
-                seq.prefilled += 1;
-                seq.n_past += 1;
                 n += 1;
             }
         }
@@ -746,7 +740,6 @@ impl Engine<'_> {
             if seq.fed {
                 seq.fed = false;
                 seq.history.extend(seq.next_token.take());
-                seq.n_past += 1;
             }
             let Some(index) = seq.logits_index.take() else {
                 continue;

@@ -279,29 +279,15 @@ async fn the_replica_gets_the_trace_context_of_its_call() {
     let python = crate::harness::test_python();
     let (tmp, server, received) = traced_server(&["--python", python.to_str().unwrap()]).await;
     // A scoring script that answers the trace context it was called with.
-    let code = tmp.path().join("code");
-    std::fs::create_dir_all(&code).unwrap();
-    std::fs::write(
-        code.join("score.py"),
+    let dep = crate::python::write_code(
+        tmp.path(),
         "def init():\n    pass\n\n\ndef run(raw_data, request_headers):\n    return {k.lower(): v for k, v in request_headers.items() if k.lower() == 'traceparent'}\n",
-    )
-    .unwrap();
-    let dep = tmp.path().join("dep.yml");
-    std::fs::write(
-        &dep,
-        format!(
-            "name: blue\nendpoint_name: traced\nmodel:\n  path: {}\ncode_configuration:\n  code: code\n  scoring_script: score.py\ninstance_type: cpu=1,memory=1Gi\n",
-            repo().join("examples/sklearn-score/model").display()
-        ),
-    )
-    .unwrap();
-    let ep = tmp.path().join("ep.yml");
-    std::fs::write(&ep, "name: traced\nauth_mode: key\n").unwrap();
-    server.cli_ok(&["online-endpoint", "create", "--file", ep.to_str().unwrap()]);
-    server.cli_ok(&["online-deployment", "create", "--file", dep.to_str().unwrap(), "--all-traffic"]);
-    let key = primary_key(&server, "traced");
+    );
+    server.cli_ok(&["online-endpoint", "create", "--file", "examples/sklearn-score/endpoint.yml"]);
+    server.cli_ok(&["online-deployment", "create", "--file", &dep, "--all-traffic"]);
+    let key = primary_key(&server, "sklearn-ep");
     let (status, text) =
-        crate::harness::wait_for_200(&format!("{}/endpoints/traced/score", server.url), &key, b"{}").await;
+        crate::harness::wait_for_200(&format!("{}/endpoints/sklearn-ep/score", server.url), &key, b"{}").await;
     assert_eq!(status, 200, "{text}");
     let seen: serde_json::Value = serde_json::from_str(&text).unwrap();
     let traceparent =

@@ -12,7 +12,7 @@ fn server() -> (Server, tempfile::TempDir) {
     (server, tmp)
 }
 
-fn write_code(dir: &Path, script: &str) -> String {
+pub(crate) fn write_code(dir: &Path, script: &str) -> String {
     std::fs::create_dir_all(dir.join("code")).unwrap();
     std::fs::write(dir.join("code/score.py"), script).unwrap();
     let dep = dir.join("dep.yml");
