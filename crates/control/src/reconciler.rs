@@ -53,6 +53,8 @@ struct Inner {
     stats: sluice_gateway::TrafficStats,
     publish_lock: tokio::sync::Mutex<()>,
     wake: Notify,
+    /// Counts deployments that finished converging (to `Succeeded` or `Failed`).
+    settled: watch::Sender<u64>,
     /// Deployments with a task working on them: (workspace, endpoint, name, generation).
     inflight: Mutex<HashSet<(String, String, String, i64)>>,
 }
@@ -80,6 +82,7 @@ impl Reconciler {
             stats,
             publish_lock: Default::default(),
             wake: Notify::new(),
+            settled: watch::Sender::new(0),
             inflight: Default::default(),
         };
         (Self { inner: Arc::new(inner) }, rx)
@@ -93,6 +96,12 @@ impl Reconciler {
 
     pub fn wake(&self) {
         self.inner.wake.notify_one();
+    }
+
+    /// Changes each time a deployment finishes converging (to `Succeeded` or `Failed`), after its
+    /// state is stored and the routing table published.
+    pub fn settled(&self) -> watch::Receiver<u64> {
+        self.inner.settled.subscribe()
     }
 
     /// Runs passes forever; spawn it once.
@@ -164,6 +173,7 @@ impl Reconciler {
             tracing::error!(error = %e, "cannot record deployment state");
         }
         self.publish_routes().await;
+        self.inner.settled.send_modify(|n| *n += 1);
     }
 
     async fn try_converge(&self, row: &DeploymentRow) -> Result<(), String> {

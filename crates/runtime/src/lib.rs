@@ -8,6 +8,7 @@ pub mod error;
 pub mod http;
 pub mod infer;
 pub mod llm;
+pub mod memory;
 pub mod mlflow;
 pub mod mlflow_input;
 pub mod mlflow_output;

@@ -167,7 +167,11 @@ fn bind_replica_socket(port: u16) -> Option<tokio::net::UnixListener> {
     }
 }
 
-fn announce(address: SocketAddr) -> std::io::Result<()> {
+/// Says the replica is ready: first gives its start-up code back to the page cache (loading is done;
+/// see [`crate::memory`]), then prints `SLUICE_REPLICA_LISTENING <address>`.
+pub(crate) fn announce(address: impl std::fmt::Display) -> std::io::Result<()> {
+    let released = crate::memory::release_code_pages();
+    tracing::debug!(mappings = released.mappings, bytes = released.bytes, "start-up code pages released");
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "{READY_LINE_PREFIX} {address}")?;
     stdout.flush()

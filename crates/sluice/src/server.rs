@@ -161,6 +161,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         gateway_meter: sluice_gateway::serverless::ServerlessMeter::default(),
     });
     reconciler.publish_routes().await;
+    let mut settled = reconciler.settled();
     tokio::spawn(reconciler.run());
     tokio::spawn(sluice_control::run_rollouts(control.clone()));
     tokio::spawn(sluice_control::run_autoscaler(control.clone()));
@@ -190,6 +191,18 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         .route_layer(axum::middleware::from_fn(sluice_gateway::telemetry::trace_api))
         .merge(data_plane)
         .route("/healthz", axum::routing::get(|| async { "ok" }));
+
+    // Start-up, uploads and deployment creation run code that serving does not: give those pages
+    // back to the page cache now and whenever a deployment settles (see sluice_runtime::memory).
+    tokio::spawn(async move {
+        loop {
+            let released = sluice_runtime::memory::release_code_pages();
+            tracing::debug!(mappings = released.mappings, bytes = released.bytes, "code pages released");
+            if settled.changed().await.is_err() {
+                break;
+            }
+        }
+    });
 
     // One machine-readable line for scripts and tests, then the human one.
     println!("SLUICE_LISTENING {public_url}");

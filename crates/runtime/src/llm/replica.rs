@@ -3,7 +3,6 @@
 //! 3 with a one-line reason on stderr.
 
 use axum::serve::ListenerExt;
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,7 +12,7 @@ use sluice_llm::{Embedder, EmbedderConfig, Generator, GeneratorConfig};
 
 use super::routes::router;
 use super::state::{DEFAULT_MAX_REQUEST_BYTES, EmbeddingEngine, Engine, LlmState, Task};
-use crate::replica::{EXIT_LOAD_FAILED, EXIT_SERVER_FAILED, READY_LINE_PREFIX, shutdown_signal};
+use crate::replica::{EXIT_LOAD_FAILED, EXIT_SERVER_FAILED, announce, shutdown_signal};
 
 /// Arguments of `sluice replica-llm`.
 #[derive(Debug, Clone, clap::Args)]
@@ -143,12 +142,6 @@ async fn serve(state: Arc<LlmState>, addr: SocketAddr) -> Result<(), String> {
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(|e| format!("the server failed: {e}"))
-}
-
-fn announce(address: SocketAddr) -> std::io::Result<()> {
-    let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "{READY_LINE_PREFIX} {address}")?;
-    stdout.flush()
 }
 
 /// The supervisor shows the last stderr line as the start failure's reason: keep it to one.

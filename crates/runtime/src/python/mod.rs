@@ -163,7 +163,10 @@ async fn run(args: PythonReplicaArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    println!("SLUICE_REPLICA_LISTENING {addr}");
+    if let Err(e) = crate::replica::announce(addr) {
+        eprintln!("error: cannot write the ready line to stdout: {e}");
+        return ExitCode::FAILURE;
+    }
     match axum::serve(listener.tap_io(crate::http::no_delay), app).with_graceful_shutdown(shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
