@@ -152,6 +152,8 @@ pub struct StatsSnapshot {
 #[derive(Debug, Default)]
 pub struct ModelStats {
     inner: Mutex<StatsSnapshot>,
+    /// Moving average of an execution's time in ONNX Runtime, in nanoseconds; 0 before the first.
+    recent_compute_ns: std::sync::atomic::AtomicU64,
 }
 
 /// One request's part in an execution, for `ModelStats::record`.
@@ -173,6 +175,13 @@ impl ModelStats {
         let mut s = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         s.last_inference = now;
         s.execution_count += 1;
+        // The first execution warms ONNX Runtime up (several times slower): it does not count.
+        if s.execution_count > 1 {
+            let ns = u64::try_from(compute.as_nanos()).unwrap_or(u64::MAX).max(1);
+            let old = self.recent_compute_ns.load(std::sync::atomic::Ordering::Relaxed);
+            let new = if old == 0 { ns } else { old - old / 8 + ns / 8 };
+            self.recent_compute_ns.store(new, std::sync::atomic::Ordering::Relaxed);
+        }
         s.batch_stats.entry(rows).or_default().add(1, compute);
         for r in requests {
             if r.ok {
@@ -184,6 +193,13 @@ impl ModelStats {
             s.queue.add(1, r.queued);
             s.compute_infer.add(1, compute);
         }
+    }
+
+    /// Recent executions' average time in ONNX Runtime (a moving average over about the last eight, the first
+    /// execution left out); `None` before the second execution.
+    pub fn mean_compute(&self) -> Option<std::time::Duration> {
+        let ns = self.recent_compute_ns.load(std::sync::atomic::Ordering::Relaxed);
+        (ns > 0).then(|| std::time::Duration::from_nanos(ns))
     }
 
     pub fn snapshot(&self) -> StatsSnapshot {

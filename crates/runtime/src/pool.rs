@@ -1,5 +1,11 @@
 //! The dedicated inference thread pool: std threads fed by a bounded queue, answering on oneshot channels, so
-//! ONNX Runtime never runs on the async runtime's threads.
+//! ONNX Runtime does not hold up the async runtime's threads.
+//!
+//! One exception: a quick model (its executions take under [`INLINE_MAX_COMPUTE`] on average) whose request finds
+//! the pool idle, nothing queued and nothing running, runs on the async thread that received it. Handing such a
+//! request to a worker thread and back costs two thread wake-ups, more than the inference itself (a few
+//! microseconds for a small classifier); inline, a request that arrives alone costs no wake-up at all. Under load
+//! requests queue and go to the workers as before.
 //!
 //! For a model with `dynamic_batching` (Triton semantics), a worker that takes a request also takes the compatible
 //! requests queued behind it, up to `max_batch_size` rows, waiting at most `max_queue_delay_microseconds` from the
@@ -8,10 +14,11 @@
 //! the batch, as in Triton.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
@@ -37,11 +44,14 @@ pub struct PoolConfig {
     pub threads: usize,
     /// Jobs that may wait for a worker before new ones are refused with 503.
     pub queue_capacity: usize,
+    /// A model whose executions take less than this on average runs inline when the pool is idle (module
+    /// documentation); default [`INLINE_MAX_COMPUTE`].
+    pub inline_max_compute: Duration,
 }
 
 impl Default for PoolConfig {
     fn default() -> Self {
-        Self { threads: 1, queue_capacity: 256 }
+        Self { threads: 1, queue_capacity: 256, inline_max_compute: INLINE_MAX_COMPUTE }
     }
 }
 
@@ -50,6 +60,24 @@ impl Default for PoolConfig {
 pub struct InferencePool {
     sender: SyncSender<Work>,
     workers: Vec<JoinHandle<()>>,
+    /// Requests submitted and not yet answered (or given up by their caller).
+    pending: AtomicUsize,
+    /// Requests that ran inline on the caller's thread.
+    inline_runs: std::sync::atomic::AtomicU64,
+    inline_max_compute: Duration,
+}
+
+/// The default longest average execution for which a request that finds the pool idle runs inline (module
+/// documentation).
+pub const INLINE_MAX_COMPUTE: Duration = Duration::from_micros(100);
+
+/// Counts a submitted request in `pending` until dropped.
+struct Pending<'a>(&'a AtomicUsize);
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl InferencePool {
@@ -64,13 +92,33 @@ impl InferencePool {
                     .spawn(move || worker_loop(index, &receiver))
             })
             .collect::<std::io::Result<Vec<_>>>()?;
-        Ok(Self { sender, workers })
+        Ok(Self {
+            sender,
+            workers,
+            pending: AtomicUsize::new(0),
+            inline_runs: Default::default(),
+            inline_max_compute: config.inline_max_compute,
+        })
     }
 
     /// Queues a checked job and waits for its result without blocking the async runtime. A full queue is refused
     /// at once (`ErrorCode::Overloaded`) rather than waited on.
     pub async fn submit(&self, model: Arc<LoadedModel>, job: InferenceJob) -> Reply {
+        let inline = model.info.batching.is_none()
+            && model.stats.mean_compute().is_some_and(|d| d < self.inline_max_compute)
+            && self.pending.compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire).is_ok();
+        if !inline {
+            self.pending.fetch_add(1, Ordering::AcqRel);
+        }
+        let _pending = Pending(&self.pending);
         let (reply, answer) = oneshot::channel();
+        if inline {
+            self.inline_runs.fetch_add(1, Ordering::Relaxed);
+            // The session of the last worker: workers take jobs in no fixed order, and one that starts meanwhile
+            // on the same session waits at most one quick execution.
+            execute(self.workers.len().saturating_sub(1), vec![Work { model, job, reply, queued_at: Instant::now() }]);
+            return answer.await.map_err(|_| InferError::internal("the inference stopped before answering"))?;
+        }
         self.sender.try_send(Work { model, job, reply, queued_at: Instant::now() }).map_err(|e| match e {
             TrySendError::Full(_) => {
                 InferError::new(ErrorCode::Overloaded, "too many pending inference requests; retry later")
@@ -80,9 +128,14 @@ impl InferencePool {
         answer.await.map_err(|_| InferError::internal("the inference worker stopped before answering"))?
     }
 
+    /// How many requests ran inline on the caller's thread (module documentation) since the pool started.
+    pub fn inline_runs(&self) -> u64 {
+        self.inline_runs.load(Ordering::Relaxed)
+    }
+
     /// Closes the queue, lets the workers drain it, and waits for them. Blocking.
     pub fn shutdown(self) {
-        let Self { sender, workers } = self;
+        let Self { sender, workers, .. } = self;
         drop(sender);
         for worker in workers {
             let _ = worker.join();

@@ -71,7 +71,11 @@ pub fn replica_main(args: ReplicaArgs) -> ExitCode {
     }
     let config = ServerConfig {
         max_request_bytes: args.max_request_bytes,
-        pool: PoolConfig { threads: usize::from(args.inference_threads), queue_capacity: args.max_queued_requests },
+        pool: PoolConfig {
+            threads: usize::from(args.inference_threads),
+            queue_capacity: args.max_queued_requests,
+            ..PoolConfig::default()
+        },
     };
     match run_server(models, config, args.listen) {
         Ok(()) => ExitCode::SUCCESS,

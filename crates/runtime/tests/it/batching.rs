@@ -6,7 +6,10 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 use sluice_runtime::ModelFormat;
+use sluice_runtime::infer::InferenceJob;
 use sluice_runtime::model::LoadOptions;
+use sluice_runtime::pool::{InferencePool, PoolConfig};
+use sluice_runtime::tensor::{NamedTensor, TensorData};
 
 use crate::support::{TestServer, assert_json_close, example, load, read_json};
 
@@ -144,6 +147,41 @@ async fn concurrent_requests_run_as_batches_with_the_answers_they_get_alone() {
     let (_, meta) = server.get("/v2").await;
     assert!(meta["extensions"].as_array().unwrap().contains(&json!("statistics")), "{meta}");
     server.stop().await;
+}
+
+/// The lr model of `repo` in a pool of one worker, and `n` one-row jobs submitted one after the other.
+async fn submit_alone(repo: &Path, n: usize) -> (InferencePool, Vec<Vec<NamedTensor>>) {
+    let models = load(ModelFormat::Triton, repo, &LoadOptions::default()).expect("load");
+    let model = std::sync::Arc::clone(models.get("lr").expect("lr"));
+    // A generous bound, so that the test does not depend on this machine's speed (the default is 100 µs).
+    let config = PoolConfig { threads: 1, queue_capacity: 4, inline_max_compute: std::time::Duration::from_secs(1) };
+    let pool = InferencePool::new(config).expect("pool");
+    let mut answers = Vec::new();
+    for i in 0..n {
+        let input = NamedTensor { name: "X".into(), shape: vec![1, 20], data: TensorData::Fp32(row(i)) };
+        let job = InferenceJob { inputs: vec![input], outputs: vec![] };
+        answers.push(pool.submit(std::sync::Arc::clone(&model), job).await.expect("inference"));
+    }
+    (pool, answers)
+}
+
+#[tokio::test]
+async fn a_quick_model_alone_runs_inline_with_the_answers_the_workers_give() {
+    // The first two requests go to the worker (the first execution is a warm-up, the second tells the model's
+    // speed); from then on a request that finds the pool idle runs on the calling thread.
+    let (pool, answers) = submit_alone(&example("testdata/models/lr20/model_repository"), 12).await;
+    assert_eq!(pool.inline_runs(), 10);
+    // The same answers as the worker threads give: the batching model below never runs inline.
+    let repo = batching_repo("dynamic_batching { }", MAX_BATCH);
+    let (batching_pool, reference) = submit_alone(repo.path(), 12).await;
+    assert_eq!(batching_pool.inline_runs(), 0, "a batching model always goes through the queue");
+    for (i, (a, b)) in answers.iter().zip(&reference).enumerate() {
+        let label = |outs: &[NamedTensor]| outs.iter().find(|o| o.name == "label").map(|o| o.data.clone());
+        assert_eq!(label(a), label(b), "row {i}");
+        assert!(label(a).is_some(), "row {i}: {a:?}");
+    }
+    pool.shutdown();
+    batching_pool.shutdown();
 }
 
 fn load_error(dir: &Path) -> String {

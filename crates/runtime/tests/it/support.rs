@@ -132,5 +132,8 @@ pub fn assert_json_close(actual: &Value, expected: &Value, path: &str) {
 
 /// A pool with two workers, to exercise one-session-per-worker.
 pub fn two_workers() -> ServerConfig {
-    ServerConfig { pool: PoolConfig { threads: 2, queue_capacity: 64 }, ..ServerConfig::default() }
+    ServerConfig {
+        pool: PoolConfig { threads: 2, queue_capacity: 64, ..PoolConfig::default() },
+        ..ServerConfig::default()
+    }
 }
