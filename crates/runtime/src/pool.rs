@@ -244,15 +244,20 @@ fn execute(index: usize, batch: Vec<Work>) {
         }
     };
     let compute = started.elapsed();
-    let mut timings = Vec::with_capacity(replies.len());
-    for (((reply, queued_at), answer), rows) in waiting.into_iter().zip(replies).zip(&rows) {
-        timings.push(RequestTiming {
+    let timings: Vec<RequestTiming> = waiting
+        .iter()
+        .zip(&replies)
+        .zip(&rows)
+        .map(|(((_, queued_at), answer), rows)| RequestTiming {
             rows: u64::try_from(*rows).unwrap_or(u64::MAX),
-            queued: started.saturating_duration_since(queued_at),
+            queued: started.saturating_duration_since(*queued_at),
             total: queued_at.elapsed(),
             ok: answer.is_ok(),
-        });
+        })
+        .collect();
+    // Recorded before anyone is answered: a caller that reads the statistics after its answer finds it counted.
+    model.stats.record(rows.iter().sum::<usize>() as u64, compute, &timings);
+    for ((reply, _), answer) in waiting.into_iter().zip(replies) {
         let _ = reply.send(answer);
     }
-    model.stats.record(rows.iter().sum::<usize>() as u64, compute, &timings);
 }
