@@ -7,8 +7,9 @@ One frame, in both directions::
     u64 big-endian  length of the body
     bytes           the body
 
-Requests and responses strictly alternate on one connection: the replica writes a request frame,
-the worker answers with exactly one response frame carrying the same ``id``.
+The worker answers every request frame with exactly one response frame carrying the same ``id``,
+in the order the requests came. The replica may write the next requests before it has read the
+answer to the current one (it does while every worker is busy), so the worker finds them waiting.
 """
 
 import json

@@ -24,7 +24,7 @@ pub fn replica_client() -> ReplicaClient {
 }
 
 /// Connects to a replica: for a loopback address, through the replica's Unix socket when it has one
-/// (`sluice_domain::replica_socket_name`: a native ONNX replica does), which costs the kernel less per
+/// (`sluice_domain::replica_socket_name`: native ONNX and scoring-script replicas do), which costs the kernel less per
 /// message than TCP; otherwise, and whenever that connect fails, over TCP. Connections are pooled either way.
 #[derive(Clone)]
 pub struct ReplicaConnector {

@@ -158,7 +158,7 @@ fn run_server(models: ModelSet, config: ServerConfig, listen: SocketAddr) -> Res
 
 /// Binds the abstract Unix socket for `port` (see `sluice_domain::replica_socket_name`); `None`, with a warning,
 /// when that is not possible: the replica then answers on TCP only, which the gateway falls back to.
-fn bind_replica_socket(port: u16) -> Option<tokio::net::UnixListener> {
+pub(crate) fn bind_replica_socket(port: u16) -> Option<tokio::net::UnixListener> {
     if !cfg!(target_os = "linux") {
         return None;
     }

@@ -67,7 +67,9 @@ pub struct PythonReplicaArgs {
 }
 
 pub fn python_replica_main(args: PythonReplicaArgs) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    // One async thread per CPU the replica may use: it only relays, and on a replica pinned to one CPU a second
+    // thread would only pass requests back and forth between the two.
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start: {e}");
@@ -163,12 +165,30 @@ async fn run(args: PythonReplicaArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // On loopback, the same routes on the port's Unix socket too, for the gateway on this machine.
+    let unix = addr.ip().is_loopback().then(|| crate::replica::bind_replica_socket(addr.port())).flatten();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    });
+    let wait = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stopped.wait_for(|s| *s).await;
+    };
     if let Err(e) = crate::replica::announce(addr) {
         eprintln!("error: cannot write the ready line to stdout: {e}");
         return ExitCode::FAILURE;
     }
-    match axum::serve(listener.tap_io(crate::http::no_delay), app).with_graceful_shutdown(shutdown).await {
-        Ok(()) => ExitCode::SUCCESS,
+    let tcp =
+        axum::serve(listener.tap_io(crate::http::no_delay), app.clone()).with_graceful_shutdown(wait(stopped.clone()));
+    let uds = async {
+        match unix {
+            Some(l) => axum::serve(l, app).with_graceful_shutdown(wait(stopped)).await,
+            None => Ok(()),
+        }
+    };
+    match tokio::try_join!(async { tcp.await }, uds) {
+        Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE

@@ -1,4 +1,5 @@
-//! The replica ↔ Python worker wire protocol, one message each way per request:
+//! The replica ↔ Python worker wire protocol, one message each way per request (the worker answers
+//! requests in the order they came, and the replica may write a request before the last answer):
 //! `u32` big-endian header length, the header as UTF-8 JSON, `u64` big-endian body length, the
 //! body. `python/sluice_worker/README.md` is the other side's description.
 
@@ -43,12 +44,19 @@ pub async fn write_message<W: AsyncWrite + Unpin, H: Serialize>(
 ) -> Result<(), ProtocolError> {
     let head = serde_json::to_vec(head).map_err(|e| ProtocolError::Malformed(e.to_string()))?;
     let head_len = u32::try_from(head.len()).map_err(|_| ProtocolError::Malformed("header too large".into()))?;
-    let mut frame = Vec::with_capacity(12 + head.len());
+    // A small body goes in the same write as the header (one system call); a large one is not copied.
+    let coalesce = body.len() <= 64 * 1024;
+    let mut frame = Vec::with_capacity(12 + head.len() + if coalesce { body.len() } else { 0 });
     frame.extend_from_slice(&head_len.to_be_bytes());
     frame.extend_from_slice(&head);
     frame.extend_from_slice(&(body.len() as u64).to_be_bytes());
-    w.write_all(&frame).await?;
-    w.write_all(body).await?;
+    if coalesce {
+        frame.extend_from_slice(body);
+        w.write_all(&frame).await?;
+    } else {
+        w.write_all(&frame).await?;
+        w.write_all(body).await?;
+    }
     w.flush().await?;
     Ok(())
 }

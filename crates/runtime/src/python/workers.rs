@@ -1,15 +1,33 @@
-//! Python worker processes: started with the user's scoring script, fed one request at a time
-//! over a Unix socket, replaced when they crash or overrun the request deadline.
+//! Python worker processes: started with the user's scoring script, fed requests over a Unix
+//! socket, replaced when they crash or overrun the request deadline.
+//!
+//! A worker runs one request at a time and answers in order. While every worker is busy, a worker
+//! is also handed the next few small requests ahead of time (up to [`PIPELINE_DEPTH`] in all,
+//! [`PIPELINE_BYTES`] of them not yet read): it finds the next request already in its socket when it
+//! finishes one, instead of sleeping until the replica has read the answer and written the next.
+//! That keeps the worker's CPU on user code: on a busy core, a scoring script served one request
+//! per wake-up costs about twice the CPU of the same script fed back to back. A request handed
+//! ahead has not started: when the worker dies or overruns the deadline, only the request it was
+//! running fails, and the ones behind it go to its replacement.
 
 use super::protocol::{ProtocolError, RequestHead, ResponseHead, read_message, write_message};
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::UnixStream;
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::process::{Child, Command};
 use tokio::sync::{Mutex, mpsc, oneshot};
+
+/// The most requests a worker holds at once: the one it runs and those written behind it.
+pub const PIPELINE_DEPTH: usize = 8;
+/// Requests are written ahead only while the bytes written and not yet answered stay under this, far
+/// below a Unix socket's buffer, so a write ahead never waits on the worker (which may itself be
+/// waiting to write a large answer).
+pub const PIPELINE_BYTES: usize = 64 * 1024;
 
 /// How one worker is started.
 #[derive(Debug, Clone)]
@@ -49,7 +67,8 @@ struct Job {
 
 struct Worker {
     child: Child,
-    conn: UnixStream,
+    reader: BufReader<OwnedReadHalf>,
+    writer: OwnedWriteHalf,
 }
 
 async fn spawn(cfg: &WorkerConfig, index: usize) -> Result<Worker, String> {
@@ -122,7 +141,8 @@ async fn spawn(cfg: &WorkerConfig, index: usize) -> Result<Worker, String> {
             }
         }
     };
-    Ok(Worker { child, conn })
+    let (reader, writer) = conn.into_split();
+    Ok(Worker { child, reader: BufReader::with_capacity(64 * 1024, reader), writer })
 }
 
 /// A fixed number of workers fed from one bounded queue.
@@ -154,43 +174,109 @@ impl WorkerPool {
     }
 }
 
-async fn exchange(w: &mut Worker, job: &Job) -> Result<(ResponseHead, Vec<u8>), ProtocolError> {
-    write_message(&mut w.conn, &job.head, &job.body).await?;
-    read_message(&mut w.conn).await
+/// Bytes a request takes in the worker's socket.
+fn frame_size(job: &Job) -> usize {
+    job.body.len()
+        + job.head.path.len()
+        + job.head.query.len()
+        + job.head.headers.iter().map(|(k, v)| k.len() + v.len() + 8).sum::<usize>()
+        + 64
 }
 
-/// One worker's loop: take a job, answer it, replace the worker when it dies or hangs.
+/// One worker's loop: take jobs, write them, read the answers in order, replace the worker when it
+/// dies or hangs.
 async fn serve(cfg: Arc<WorkerConfig>, index: usize, mut worker: Worker, rx: Arc<Mutex<mpsc::Receiver<Job>>>) {
+    // Written to the worker, oldest first: the front one is running.
+    let mut inflight: VecDeque<Job> = VecDeque::new();
+    // Taken from the queue (or handed back by a worker that died), not written yet.
+    let mut unsent: VecDeque<Job> = VecDeque::new();
     loop {
-        let Some(job) = rx.lock().await.recv().await else { return };
-        if job.reply.is_closed() {
-            continue; // the caller gave up while queued
+        if inflight.is_empty() && unsent.is_empty() {
+            let Some(job) = rx.lock().await.recv().await else { return };
+            unsent.push_back(job);
         }
-        let outcome = tokio::time::timeout(cfg.request_timeout, exchange(&mut worker, &job)).await;
-        let broken = match outcome {
-            Ok(Ok(answer)) => {
-                let _ = job.reply.send(Ok(answer));
-                false
+        // Ahead of time: only while no other worker waits on the queue (it holds the lock then, and
+        // would take the job itself), and only small requests.
+        let mut ahead: usize = inflight.iter().skip(1).chain(unsent.iter()).map(frame_size).sum();
+        while inflight.len() + unsent.len() < PIPELINE_DEPTH {
+            let Ok(mut queue) = rx.try_lock() else { break };
+            let Ok(job) = queue.try_recv() else { break };
+            drop(queue);
+            ahead += frame_size(&job);
+            unsent.push_back(job);
+            if ahead > PIPELINE_BYTES {
+                break;
             }
-            Ok(Err(e)) => {
-                tracing::warn!(worker = index, error = %e, "scoring worker failed");
-                let _ = job.reply.send(Err(PoolError::WorkerDied));
-                true
-            }
-            Err(_) => {
-                tracing::warn!(
-                    worker = index,
-                    timeout_ms = cfg.request_timeout.as_millis(),
-                    "scoring worker overran the request timeout; replacing it"
-                );
-                let _ = job.reply.send(Err(PoolError::Timeout(cfg.request_timeout.as_millis())));
-                true
-            }
-        };
-        if broken {
-            let _ = worker.child.kill().await;
-            worker = respawn(&cfg, index).await;
         }
+        let mut broken = None;
+        while let Some(job) = unsent.pop_front() {
+            if job.reply.is_closed() {
+                continue; // the caller gave up while queued
+            }
+            // The first request is written whatever its size; later ones only while small.
+            if !inflight.is_empty() && frame_size(&job) > PIPELINE_BYTES {
+                unsent.push_front(job);
+                break;
+            }
+            match write_message(&mut worker.writer, &job.head, &job.body).await {
+                Ok(()) => inflight.push_back(job),
+                Err(e) => {
+                    unsent.push_front(job);
+                    broken = Some(Err(e));
+                    break;
+                }
+            }
+        }
+        if broken.is_none() {
+            let Some(job) = inflight.front() else { continue };
+            // The deadline runs from when the worker is known to be on this request: the answer
+            // before it has come.
+            let outcome =
+                tokio::time::timeout(cfg.request_timeout, read_message::<_, ResponseHead>(&mut worker.reader)).await;
+            match outcome {
+                Ok(Ok(answer)) if answer.0.id == job.head.id => {
+                    if let Some(job) = inflight.pop_front() {
+                        let _ = job.reply.send(Ok(answer));
+                    }
+                    continue;
+                }
+                Ok(Ok((head, _))) => {
+                    broken = Some(Err(ProtocolError::Malformed(format!(
+                        "answer to request {} while request {} was expected",
+                        head.id, job.head.id
+                    ))))
+                }
+                Ok(Err(e)) => broken = Some(Err(e)),
+                Err(_) => broken = Some(Ok(())),
+            }
+        }
+        // The worker is gone or stuck: the request it was running fails; those behind it had not
+        // started and go to its replacement first.
+        if let Some(running) = inflight.pop_front() {
+            let answer = match &broken {
+                Some(Ok(())) => {
+                    tracing::warn!(
+                        worker = index,
+                        timeout_ms = cfg.request_timeout.as_millis(),
+                        "scoring worker overran the request timeout; replacing it"
+                    );
+                    PoolError::Timeout(cfg.request_timeout.as_millis())
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(worker = index, error = %e, "scoring worker failed");
+                    PoolError::WorkerDied
+                }
+                None => PoolError::WorkerDied,
+            };
+            let _ = running.reply.send(Err(answer));
+        } else if let Some(Err(e)) = &broken {
+            tracing::warn!(worker = index, error = %e, "scoring worker failed");
+        }
+        while let Some(job) = inflight.pop_back() {
+            unsent.push_front(job);
+        }
+        let _ = worker.child.kill().await;
+        worker = respawn(&cfg, index).await;
     }
 }
 
@@ -205,5 +291,71 @@ async fn respawn(cfg: &WorkerConfig, index: usize) -> Worker {
                 delay = (delay * 2).min(Duration::from_secs(30));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(id: u64) -> RequestHead {
+        RequestHead { id, method: "POST".into(), path: "/score".into(), query: String::new(), headers: vec![] }
+    }
+
+    #[tokio::test]
+    async fn requests_written_behind_a_hanging_one_run_once_on_the_replacement_worker() {
+        // One worker. While it runs `a`, the hanging `h` and then `b`, `c`, `d` queue; when `a` is
+        // answered they are all written to the worker. `h` overruns the deadline and the worker is
+        // replaced: `b`, `c` and `d` had not started, so the new worker runs each of them once.
+        let tmp = tempfile::tempdir().unwrap();
+        let code = tmp.path().join("code");
+        std::fs::create_dir_all(&code).unwrap();
+        let log = tmp.path().join("ran.log");
+        std::fs::write(
+            code.join("score.py"),
+            "import json, os, time\n\ndef init():\n    pass\n\ndef run(raw_data):\n    req = json.loads(raw_data)\n    \
+             with open(req['log'], 'a') as f:\n        f.write(req['tag'] + '\\n')\n    time.sleep(req['sleep'])\n    \
+             return {'tag': req['tag'], 'pid': os.getpid()}\n",
+        )
+        .unwrap();
+        let python = std::env::var_os("SLUICE_TEST_PYTHON").map(PathBuf::from).unwrap_or_else(|| "python3".into());
+        let cfg = WorkerConfig {
+            python,
+            package_dir: super::super::materialize_worker_package(&tmp.path().join("pkg")).unwrap(),
+            entry_script: code.join("score.py"),
+            app_root: code.clone(),
+            model_dir: None,
+            socket_dir: tmp.path().to_owned(),
+            init_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_millis(1500),
+            extra_env: vec![],
+        };
+        let pool = WorkerPool::start(cfg, 1, 16).await.unwrap();
+        let call = |id: u64, tag: &'static str, sleep: f64, after_ms: u64| {
+            let pool = pool.clone();
+            let body = serde_json::json!({"tag": tag, "sleep": sleep, "log": log}).to_string().into_bytes();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(after_ms)).await;
+                let mut h = head(id);
+                h.headers.push(("content-type".into(), "application/json".into()));
+                pool.call(h, body).await
+            })
+        };
+        let a = call(1, "a", 0.6, 0);
+        let h = call(2, "h", 60.0, 150);
+        let rest: Vec<_> = [(3, "b"), (4, "c"), (5, "d")].into_iter().map(|(id, t)| call(id, t, 0.0, 300)).collect();
+        let pid = |body: &[u8]| serde_json::from_slice::<serde_json::Value>(body).unwrap()["pid"].clone();
+        let (answer, body) = a.await.unwrap().unwrap();
+        assert_eq!(answer.status, 200, "{}", String::from_utf8_lossy(&body));
+        let first = pid(&body);
+        assert!(matches!(h.await.unwrap(), Err(PoolError::Timeout(1500))));
+        for (tag, task) in ["b", "c", "d"].into_iter().zip(rest) {
+            let (answer, body) = task.await.unwrap().unwrap_or_else(|e| panic!("{tag}: {e}"));
+            assert_eq!(answer.status, 200, "{tag}: {}", String::from_utf8_lossy(&body));
+            assert_ne!(pid(&body), first, "{tag} ran on the worker that hung");
+        }
+        let mut ran: Vec<String> = std::fs::read_to_string(&log).unwrap().lines().map(str::to_owned).collect();
+        ran.sort();
+        assert_eq!(ran, ["a", "b", "c", "d", "h"], "every request ran exactly once");
     }
 }
