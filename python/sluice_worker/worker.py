@@ -189,12 +189,24 @@ class Server:
                 pass
 
     def serve_connection(self, conn):
-        rfile = conn.makefile("rb", buffering=256 * 1024)
+        reader = protocol.FrameReader(conn)
         app = self.app
+        # Answers held while the next request is already here; sent before the worker could block.
+        held = []
+        held_bytes = 0
         try:
             while True:
+                if held and (not reader.has_frame() or len(held) >= _HOLD_MAX or held_bytes >= _HOLD_BYTES):
+                    try:
+                        conn.sendall(b"".join(held))
+                    except OSError:
+                        return
+                    held = []
+                    held_bytes = 0
+                if self.stopping:
+                    raise _Shutdown()
                 try:
-                    frame = protocol.read_frame(rfile)
+                    frame = reader.read_frame()
                 except protocol.ProtocolError as ex:
                     _eprint(f"sluice_worker: dropping connection: {ex}")
                     return
@@ -217,18 +229,33 @@ class Server:
                     except Exception:
                         _eprint("Encountered Exception: " + traceback.format_exc())
                         status, headers, out = error_response(500, MSG_INTERNAL)
-                    try:
-                        protocol.write_frame(
-                            conn, {"id": rid, "status": status, "headers": [list(h) for h in headers]}, out
-                        )
-                    except OSError:
-                        return
+                    answer = {"id": rid, "status": status, "headers": [list(h) for h in headers]}
+                    if len(out) > _HOLD_BYTES:
+                        try:
+                            if held:
+                                conn.sendall(b"".join(held))
+                                held = []
+                                held_bytes = 0
+                            protocol.write_frame(conn, answer, out)
+                        except OSError:
+                            return
+                    else:
+                        frame_bytes = protocol.encode_frame(answer, out)
+                        held.append(frame_bytes)
+                        held_bytes += len(frame_bytes)
                 finally:
                     self.busy = False
-                if self.stopping:
-                    raise _Shutdown()
         finally:
-            rfile.close()
+            if held:
+                try:
+                    conn.sendall(b"".join(held))
+                except OSError:
+                    pass
+
+
+# At most this many answers, or bytes of answers, are held back while more requests are buffered.
+_HOLD_MAX = 8
+_HOLD_BYTES = 64 * 1024
 
 
 def _die_with_parent():

@@ -402,6 +402,24 @@ def test_pipelined_requests_and_large_body(start):
         assert len(json.loads(body)["raw"]) == (len(big) if i == 2 else 5)
 
 
+def test_many_pipelined_requests_are_answered_in_order_and_none_is_held(start):
+    # The worker holds answers while the next request is already buffered (at most 8 of them) and sends
+    # them before it could block: all 20 come, in order, and so does a lone request after them.
+    w = start("headers_plain")
+    sock = w.connect()
+    frame = lambda i: worker_client.encode_frame(
+        {"id": i, "method": "POST", "path": "/score", "query": "", "headers": [["content-type", "text/plain"]]},
+        f"req{i}".encode())
+    sock.sendall(b"".join(frame(i) for i in range(1, 21)))
+    for i in range(1, 21):
+        header, body = worker_client.read_frame(sock)
+        assert header["id"] == i and header["status"] == 200
+        assert json.loads(body)["raw"] == f"req{i}"
+    sock.sendall(frame(21))
+    header, body = worker_client.read_frame(sock)
+    assert header["id"] == 21 and json.loads(body)["raw"] == "req21"
+
+
 def test_user_print_does_not_touch_protocol(start, tmp_path):
     script = tmp_path / "score.py"
     script.write_text("import sys\ndef init():\n    print('SLUICE_WORKER_READY? not yet')\n"
