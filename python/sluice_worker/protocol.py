@@ -64,7 +64,7 @@ class FrameReader:
     replica has written the next request and holds its answer until the requests buffered are done
     (one write and one wake-up of the replica for several answers)."""
 
-    def __init__(self, sock, chunk=256 * 1024):
+    def __init__(self, sock, chunk=64 * 1024):
         self.sock = sock
         self.chunk = chunk
         self.buf = bytearray()
