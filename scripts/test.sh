@@ -28,5 +28,15 @@ PY
 export ORT_DYLIB_PATH
 
 cargo test --workspace "$@"
+# The worker is standard-library only and claims Python 3.8 to 3.13: check it bare on the oldest and
+# newest of those and on the system's python3, where the machine has them (pyenv builds, Debian).
+if [ -z "${SLUICE_WORKER_EXTRA_PYTHONS:-}" ]; then
+  extra=()
+  for p in /root/.pyenv/versions/3.8*/bin/python3 /root/.pyenv/versions/3.13*/bin/python3 /usr/bin/python3; do
+    [ -x "$p" ] && extra+=("$p")
+  done
+  SLUICE_WORKER_EXTRA_PYTHONS=$(IFS=:; echo "${extra[*]:-}")
+  export SLUICE_WORKER_EXTRA_PYTHONS
+fi
 # The Python scoring worker, including its differential check against azureml-inference-server-http.
 "$SLUICE_TEST_PYTHON" -m pytest -q python/tests
