@@ -49,6 +49,8 @@ pub struct GatewayState {
     pub admissions: Admissions,
     /// Rate windows and token usage of serverless endpoints.
     pub serverless: crate::serverless::ServerlessMeter,
+    /// The longest a serverless request may take (`crate::serverless::DEFAULT_TIMEOUT` unless set).
+    pub serverless_timeout: std::time::Duration,
     collector: Option<DataCollector>,
     pub(crate) client: ReplicaClient,
     mirror_limits: MirrorLimits,
@@ -81,6 +83,7 @@ impl GatewayState {
             stats,
             admissions,
             serverless: crate::serverless::ServerlessMeter::default(),
+            serverless_timeout: crate::serverless::DEFAULT_TIMEOUT,
             collector: None,
             client: crate::proxy::replica_client(),
             mirror_limits: MirrorLimits::default(),

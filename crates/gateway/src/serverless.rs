@@ -32,8 +32,25 @@ use tokio::sync::Notify;
 /// Largest request body a serverless endpoint reads (prompts and embedding batches).
 pub const MAX_SERVERLESS_BODY_BYTES: usize = 4 << 20;
 
-/// How long the engine may take to start answering (a long prefill behind a full batch).
-const ANSWER_TIMEOUT: Duration = Duration::from_secs(300);
+/// The longest a serverless request may take, from the gateway's receipt to its last token, unless the server's
+/// `serverless_request_timeout_s` says otherwise. The engine gets the remaining budget in `x-sluice-deadline-ms`
+/// and stops generating there (a plain answer becomes 408, a stream ends); a client's own, shorter
+/// `x-sluice-deadline-ms` wins.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The engine answers at its deadline itself (408 with the tokens it spent); the gateway waits this much longer
+/// before it gives up on an engine that does not.
+const ENGINE_GRACE: Duration = Duration::from_secs(5);
+
+/// The engine's deadline header (`sluice_runtime::llm::params::DEADLINE_HEADER`): milliseconds the request may still
+/// take.
+const DEADLINE_HEADER: &str = "x-sluice-deadline-ms";
+
+/// The budget to give the engine: the gateway's limit, or the client's own deadline when shorter.
+fn deadline_ms(headers: &HeaderMap, limit: Duration) -> u64 {
+    let limit = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX);
+    header_u64(headers, DEADLINE_HEADER).map_or(limit, |asked| asked.min(limit))
+}
 
 /// Which of the endpoint's two keys a request used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -383,13 +400,15 @@ async fn serve(
         Some(q) => format!("/{rest}?{q}"),
         None => format!("/{rest}"),
     };
+    let budget_ms = deadline_ms(&parts.headers, state.serverless_timeout);
     let mut out = Outgoing::new(parts.method, path_and_query, parts.headers, body, request_id);
+    out.headers.insert(DEADLINE_HEADER, HeaderValue::from(budget_ms));
     trace.inject(&mut out.headers);
     let mut avoid = None;
     let mut answer = None;
     for _ in 0..2 {
         let Some(addr) = state.pick_replica(&route.replica_set, avoid) else { break };
-        match send(&state.client, addr, &out, ANSWER_TIMEOUT).await {
+        match send(&state.client, addr, &out, Duration::from_millis(budget_ms).saturating_add(ENGINE_GRACE)).await {
             Ok(resp) => {
                 answer = Some(resp);
                 break;

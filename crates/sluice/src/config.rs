@@ -46,6 +46,7 @@ struct FileConfig {
     prices: Option<sluice_api::usage::Prices>,
     batch_workers: Option<usize>,
     otlp_endpoint: Option<String>,
+    serverless_request_timeout_s: Option<u64>,
 }
 
 /// Settings after merging every source.
@@ -64,6 +65,9 @@ pub struct Settings {
     pub batch_workers: usize,
     /// The OTLP collector's base URL from a flag or the config file.
     pub otlp_endpoint: Option<String>,
+    /// The longest a serverless request may take, first token to last (a client's own
+    /// `x-sluice-deadline-ms` may only shorten it).
+    pub serverless_request_timeout: std::time::Duration,
 }
 
 impl Settings {
@@ -94,6 +98,12 @@ impl Settings {
         if let Some(prices) = &file.prices {
             sluice_control::serverless::check_catalog_prices(prices)?;
         }
+        let serverless_request_timeout_s = file.serverless_request_timeout_s.unwrap_or(300);
+        if !(1..=86_400).contains(&serverless_request_timeout_s) {
+            return Err(format!(
+                "config serverless_request_timeout_s is {serverless_request_timeout_s}: expected 1 to 86400 seconds"
+            ));
+        }
         Ok(Self {
             addr: args.addr.or(file.addr).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
             data_dir,
@@ -107,6 +117,7 @@ impl Settings {
                 .unwrap_or_else(|| sluice_api::usage::Prices { currency: "USD".into(), ..Default::default() }),
             batch_workers,
             otlp_endpoint: args.otlp_endpoint.or(file.otlp_endpoint),
+            serverless_request_timeout: std::time::Duration::from_secs(serverless_request_timeout_s),
         })
     }
 }

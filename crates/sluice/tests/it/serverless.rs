@@ -283,6 +283,53 @@ async fn a_burst_past_the_token_limit_gets_429_with_retry_after() {
 }
 
 #[tokio::test]
+async fn the_server_bounds_a_serverless_request_and_a_client_may_only_shorten_it() {
+    // serverless_request_timeout_s: 1. The gateway gives the engine that budget in x-sluice-deadline-ms; the
+    // engine stops generating there and answers 408 (a long essay at about 80 tokens per second is far from done).
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("sluice.yaml");
+    std::fs::write(&config, "serverless_request_timeout_s: 1\n").unwrap();
+    let server = Server::start_on(&tmp.path().join("data"), &["--config", config.to_str().unwrap()]);
+    create_endpoint(&server, tmp.path(), "bounded", "SmolLM2-135M-Instruct", &[]);
+    let (key, _) = keys(&server, "bounded");
+    let url = format!("{}/serverless/bounded/chat/completions", server.url);
+    let essay = |max_tokens: u32| {
+        serde_json::json!({
+            "messages": [{"role": "user", "content": "Write a very long and detailed essay on the history of rivers, with many sections."}],
+            "max_tokens": max_tokens,
+            "temperature": 0
+        })
+    };
+    let r = post(&url, ("api-key", &key), essay(1500)).await;
+    assert_eq!(r.status(), 408, "{}", r.text().await.unwrap());
+    // A client's longer deadline does not lift the server's bound.
+    let r = http()
+        .post(&url)
+        .header("api-key", &key)
+        .header("x-sluice-deadline-ms", "600000")
+        .json(&essay(1500))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 408);
+    let text = r.text().await.unwrap();
+    assert!(text.contains("deadline"), "{text}");
+    // Work that fits in the budget is untouched.
+    let r = post(&url, ("api-key", &key), essay(5)).await;
+    assert_eq!(r.status(), 200);
+    // A bad value stops the server at start with what to write.
+    std::fs::write(&config, "serverless_request_timeout_s: 0\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["server", "--addr", "127.0.0.1:0", "--config", config.to_str().unwrap(), "--data-dir"])
+        .arg(tmp.path().join("data2"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("serverless_request_timeout_s is 0: expected 1 to 86400 seconds"), "{err}");
+}
+
+#[tokio::test]
 async fn embeddings_and_the_openai_and_azure_clients_work_unmodified() {
     let server = Server::start();
     let tmp = tempfile::tempdir().unwrap();
