@@ -241,6 +241,30 @@ if [[ " $NATIVE_MODES " == *" gateway-cnn "* ]] && [ -x "$R/venv-pytriton/bin/py
     --note "tritonserver 2.51 from the nvidia-pytriton wheel, Python backend (bench/triton_cnn: onnxruntime, \
 1 thread, requests of a dynamic batch run as one), 1 instance, max_batch_size 64, dynamic_batching {}" || true
 fi
+# The larger model in MLServer and KServe too, when their kit venvs exist: the kit's ONNX peers, adapted to an
+# image input and the model's own output name (bench/peers_cnn), with the kit's method.
+if [[ " $NATIVE_MODES " == *" gateway-cnn "* ]]; then
+  CNN_ONNX=$ROOT/testdata/models/cnn/model_repository/cnn/1/model.onnx
+  if [ -x "$R/venv-mlserver/bin/mlserver" ]; then
+    rm -rf "$R/run/mlserver-cnn" && cp -r "$HERE/peers_cnn/mlserver" "$R/run/mlserver-cnn" && cp "$CNN_ONNX" "$R/run/mlserver-cnn/cnn/"
+    in_ns python3 "$KIT/bench.py" --name mlserver-cnn --cwd "$R/run/mlserver-cnn" --cmd "$R/venv-mlserver/bin/mlserver start ." \
+      --url http://127.0.0.1:8081/v2/models/cnn/infer --body "$HERE/cnn_body.json" --expect '"name":"probs"' \
+      --out "$RUNFILE" --log "$R/run/logs/mlserver-cnn.log" \
+      --note "MLServer defaults, custom MLModel runtime with onnxruntime (bench/peers_cnn/mlserver: the kit's, input shape kept)" || true
+  else
+    log "no $R/venv-mlserver: no mlserver-cnn row (bash bench/run.sh setup installs the kit's venvs)"
+  fi
+  if [ -x "$R/venv-kserve/bin/python" ]; then
+    rm -rf "$R/run/kserve-cnn" && mkdir -p "$R/run/kserve-cnn" && cp "$CNN_ONNX" "$R/run/kserve-cnn/"
+    in_ns python3 "$KIT/bench.py" --name kserve-cnn \
+      --cmd "$R/venv-kserve/bin/python $HERE/peers_cnn/kserve_cnn.py --kit-server $KIT/kserve_server.py --model_name cnn --model_dir $R/run/kserve-cnn --http_port 8090 --backend onnx" \
+      --url http://127.0.0.1:8090/v2/models/cnn/infer --body "$HERE/cnn_body.json" --expect '"name":"probs"' \
+      --out "$RUNFILE" --log "$R/run/logs/kserve-cnn.log" \
+      --note "KServe ModelServer defaults, onnxruntime, v2 REST (bench/peers_cnn/kserve_cnn.py: the kit's server, every output by name)" || true
+  else
+    log "no $R/venv-kserve: no kserve-cnn row"
+  fi
+fi
 if [ -n "$PEERS" ]; then
   # The kit's bench prints its progress lines ("[peer] ...") and then its own table; keep the former.
   # shellcheck disable=SC2086
