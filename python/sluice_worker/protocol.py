@@ -27,35 +27,14 @@ class ProtocolError(Exception):
     """The peer sent something that is not a frame; the connection must be dropped."""
 
 
-def _read_exact(rfile, n):
-    data = rfile.read(n)
-    if data is None or len(data) != n:
-        raise ProtocolError(f"connection closed inside a frame (wanted {n} bytes, got {len(data or b'')})")
-    return data
-
-
-def read_frame(rfile):
-    """Read one frame from a buffered binary reader.
-
-    Returns ``(header: dict, body: bytes)``, or ``None`` on a clean end of stream (EOF before the
-    first byte of a frame).
-    """
-    prefix = rfile.read(4)
-    if not prefix:
-        return None
-    if len(prefix) != 4:
-        raise ProtocolError("connection closed inside a frame length")
-    (header_len,) = _U32.unpack(prefix)
-    header_bytes = _read_exact(rfile, header_len)
-    (body_len,) = _U64.unpack(_read_exact(rfile, 8))
-    body = _read_exact(rfile, body_len) if body_len else b""
+def _decode_header(header_bytes):
     try:
         header = json.loads(header_bytes)
     except ValueError as ex:
         raise ProtocolError(f"frame header is not UTF-8 JSON: {ex}") from None
     if not isinstance(header, dict):
         raise ProtocolError("frame header is not a JSON object")
-    return header, body
+    return header
 
 
 class FrameReader:
@@ -98,7 +77,8 @@ class FrameReader:
         return len(data)
 
     def read_frame(self):
-        """Like ``read_frame``: ``(header, body)``, or ``None`` on a clean end of stream."""
+        """The next frame, ``(header: dict, body: bytes)``, waiting for it if need be; ``None`` on a clean
+        end of stream (EOF before the first byte of a frame)."""
         while True:
             total = self._frame_length()
             if total is not None:
@@ -112,13 +92,7 @@ class FrameReader:
         header_bytes = bytes(self.buf[start + 4 : start + 4 + header_len])
         body = bytes(self.buf[start + 4 + header_len + 8 : start + total])
         self.pos = start + total
-        try:
-            header = json.loads(header_bytes)
-        except ValueError as ex:
-            raise ProtocolError(f"frame header is not UTF-8 JSON: {ex}") from None
-        if not isinstance(header, dict):
-            raise ProtocolError("frame header is not a JSON object")
-        return header, body
+        return _decode_header(header_bytes), body
 
 
 def encode_frame(header, body):

@@ -127,21 +127,13 @@ fn run_server(models: ModelSet, config: ServerConfig, listen: SocketAddr) -> Res
             .map_err(|e| RuntimeError::io(format!("cannot listen on {listen}"), e))?;
         let shutdown = shutdown_signal().map_err(|e| RuntimeError::io("cannot install the SIGTERM handler", e))?;
         let address = listener.local_addr().map_err(|e| RuntimeError::io("cannot read the bound address", e))?;
-        // On loopback, the same routes on the port's Unix socket too, for the gateway on this machine.
-        let unix = address.ip().is_loopback().then(|| bind_replica_socket(address.port())).flatten();
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        tokio::spawn(async move {
-            shutdown.await;
-            let _ = stop.send(true);
-        });
-        let wait = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
-            let _ = stopped.wait_for(|s| *s).await;
-        };
+        let unix = loopback_unix_listener(address);
+        let stop = shared_stop(shutdown);
         announce(address).map_err(|e| RuntimeError::io("cannot write the ready line to stdout", e))?;
-        let tcp = serve(listener, Arc::clone(&served), wait(stopped.clone()));
+        let tcp = serve(listener, Arc::clone(&served), stopped(stop.clone()));
         let uds = async {
             match unix {
-                Some(l) => axum::serve(l, crate::http::router(served)).with_graceful_shutdown(wait(stopped)).await,
+                Some(l) => axum::serve(l, crate::http::router(served)).with_graceful_shutdown(stopped(stop)).await,
                 None => Ok(()),
             }
         };
@@ -156,9 +148,33 @@ fn run_server(models: ModelSet, config: ServerConfig, listen: SocketAddr) -> Res
     Ok(())
 }
 
+/// On loopback, the Unix socket of the port the replica listens on (the same routes, for the gateway on this
+/// machine); elsewhere none.
+pub(crate) fn loopback_unix_listener(address: SocketAddr) -> Option<tokio::net::UnixListener> {
+    address.ip().is_loopback().then(|| bind_replica_socket(address.port())).flatten()
+}
+
+/// A stop several servers wait on (see [`stopped`]): set once `shutdown` resolves. Must be called inside a tokio
+/// runtime.
+pub(crate) fn shared_stop(
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> tokio::sync::watch::Receiver<bool> {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    });
+    stopped
+}
+
+/// Resolves when the stop from [`shared_stop`] is set.
+pub(crate) async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
 /// Binds the abstract Unix socket for `port` (see `sluice_domain::replica_socket_name`); `None`, with a warning,
 /// when that is not possible: the replica then answers on TCP only, which the gateway falls back to.
-pub(crate) fn bind_replica_socket(port: u16) -> Option<tokio::net::UnixListener> {
+fn bind_replica_socket(port: u16) -> Option<tokio::net::UnixListener> {
     if !cfg!(target_os = "linux") {
         return None;
     }

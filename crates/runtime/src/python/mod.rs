@@ -165,25 +165,17 @@ async fn run(args: PythonReplicaArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // On loopback, the same routes on the port's Unix socket too, for the gateway on this machine.
-    let unix = addr.ip().is_loopback().then(|| crate::replica::bind_replica_socket(addr.port())).flatten();
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop.send(true);
-    });
-    let wait = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = stopped.wait_for(|s| *s).await;
-    };
+    let unix = crate::replica::loopback_unix_listener(addr);
+    let stop = crate::replica::shared_stop(shutdown);
     if let Err(e) = crate::replica::announce(addr) {
         eprintln!("error: cannot write the ready line to stdout: {e}");
         return ExitCode::FAILURE;
     }
-    let tcp =
-        axum::serve(listener.tap_io(crate::http::no_delay), app.clone()).with_graceful_shutdown(wait(stopped.clone()));
+    let tcp = axum::serve(listener.tap_io(crate::http::no_delay), app.clone())
+        .with_graceful_shutdown(crate::replica::stopped(stop.clone()));
     let uds = async {
         match unix {
-            Some(l) => axum::serve(l, app).with_graceful_shutdown(wait(stopped)).await,
+            Some(l) => axum::serve(l, app).with_graceful_shutdown(crate::replica::stopped(stop)).await,
             None => Ok(()),
         }
     };

@@ -48,6 +48,15 @@ async fn the_azure_example_scores() {
     crate::harness::valid_swagger(&server, "sklearn-ep", &key, "2").await;
     assert!(doc["openapi"].as_str().unwrap_or("").starts_with("3."), "{doc}");
     assert!(doc["components"]["schemas"]["ServiceInput"].is_object(), "{doc}");
+    // The gateway reached the scoring-script replica over the replica's Unix socket, as it does a native one.
+    let replicas = crate::harness::pids_matching(&server, "replica-python");
+    assert_eq!(replicas.len(), 1, "{replicas:?}");
+    let sockets: Vec<(String, bool)> = crate::replica_socket::abstract_sockets_of(replicas[0])
+        .into_iter()
+        .filter(|(n, _)| n.starts_with("sluice-replica-"))
+        .collect();
+    assert!(sockets.iter().any(|(_, listening)| *listening), "no replica socket: {sockets:?}");
+    assert!(sockets.iter().any(|(_, listening)| !listening), "no gateway connection on it: {sockets:?}");
     // The conda file was built into its own environment, with a log of the build.
     let envs: Vec<_> = std::fs::read_dir(server.data_dir.join("envs")).unwrap().filter_map(Result::ok).collect();
     assert_eq!(envs.len(), 1);

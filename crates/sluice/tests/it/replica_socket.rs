@@ -7,7 +7,7 @@ use crate::harness::{Server, deploy_iris, primary_key, replica_pids, wait_for_20
 
 /// The abstract Unix sockets (name without the leading NUL, and whether it is the listening one) that process
 /// `pid` holds; an accepted connection shows its listener's name.
-fn abstract_sockets_of(pid: u32) -> Vec<(String, bool)> {
+pub(crate) fn abstract_sockets_of(pid: u32) -> Vec<(String, bool)> {
     let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .expect("fds")
         .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
