@@ -13,6 +13,8 @@ import os
 import signal
 import socket
 import sys
+import threading
+import time
 import traceback
 
 from sluice_worker import protocol
@@ -191,18 +193,12 @@ class Server:
     def serve_connection(self, conn):
         reader = protocol.FrameReader(conn)
         app = self.app
-        # Answers held while the next request is already here; sent before the worker could block.
-        held = []
-        held_bytes = 0
+        outbox = _Outbox(conn)
         try:
             while True:
-                if held and (not reader.has_frame() or len(held) >= _HOLD_MAX or held_bytes >= _HOLD_BYTES):
-                    try:
-                        conn.sendall(b"".join(held))
-                    except OSError:
-                        return
-                    held = []
-                    held_bytes = 0
+                # Answers are held only while the next request is already here; never while waiting.
+                if outbox.held and not reader.has_frame() and not outbox.flush():
+                    return
                 if self.stopping:
                     raise _Shutdown()
                 try:
@@ -230,32 +226,110 @@ class Server:
                         _eprint("Encountered Exception: " + traceback.format_exc())
                         status, headers, out = error_response(500, MSG_INTERNAL)
                     answer = {"id": rid, "status": status, "headers": [list(h) for h in headers]}
-                    if len(out) > _HOLD_BYTES:
-                        try:
-                            if held:
-                                conn.sendall(b"".join(held))
-                                held = []
-                                held_bytes = 0
-                            protocol.write_frame(conn, answer, out)
-                        except OSError:
-                            return
+                    # The next request is already here: hold this answer to send it with the next ones.
+                    if reader.has_frame() and not outbox.full() and len(out) <= _HOLD_BYTES:
+                        ok = outbox.hold(answer, out)
                     else:
-                        frame_bytes = protocol.encode_frame(answer, out)
-                        held.append(frame_bytes)
-                        held_bytes += len(frame_bytes)
+                        ok = outbox.send(answer, out)
+                    if not ok:
+                        return
                 finally:
                     self.busy = False
         finally:
-            if held:
-                try:
-                    conn.sendall(b"".join(held))
-                except OSError:
-                    pass
+            outbox.close()
 
 
-# At most this many answers, or bytes of answers, are held back while more requests are buffered.
+# At most this many answers, or bytes of answers, are held back while more requests are buffered, and
+# for at most this long: a request that runs long (or hangs) must not keep the answers before it.
 _HOLD_MAX = 8
 _HOLD_BYTES = 64 * 1024
+_HOLD_SECONDS = 0.002
+
+
+class _Outbox:
+    """Answers on their way to the replica. An answer is held while the next request is already
+    buffered, so that several go in one write (one wake-up of the replica); a helper thread, started
+    the first time something is held, sends what has been held for ``_HOLD_SECONDS`` while the main
+    thread is busy in run(). Writes happen under one lock, so frames never interleave. A worker
+    that serves one request at a time never holds anything, and never wakes the helper."""
+
+    def __init__(self, conn):
+        self.conn = conn
+        self.lock = threading.Lock()
+        self.held = []
+        self.held_bytes = 0
+        self.since = 0.0
+        self.broken = False
+        self.closed = False
+        self.wake = threading.Event()
+        self.thread = None
+
+    def full(self):
+        return len(self.held) + 1 >= _HOLD_MAX or self.held_bytes >= _HOLD_BYTES
+
+    def hold(self, answer, body):
+        """Hold one answer; the helper thread sends it if the main thread has not within
+        ``_HOLD_SECONDS``. False once the connection is broken."""
+        frame = protocol.encode_frame(answer, body)
+        with self.lock:
+            if not self.held:
+                self.since = time.monotonic()
+            self.held.append(frame)
+            self.held_bytes += len(frame)
+        if self.thread is None:
+            self.thread = threading.Thread(target=self._flusher, name="sluice-answers", daemon=True)
+            self.thread.start()
+        if not self.wake.is_set():
+            self.wake.set()
+        return not self.broken
+
+    def send(self, answer, body):
+        """Send what is held and this answer, in one write when it is small. False once the
+        connection is broken."""
+        with self.lock:
+            if len(body) > _HOLD_BYTES:
+                self._send_held()
+                if not self.broken:
+                    try:
+                        protocol.write_frame(self.conn, answer, body)
+                    except OSError:
+                        self.broken = True
+            else:
+                self.held.append(protocol.encode_frame(answer, body))
+                self._send_held()
+        return not self.broken
+
+    def flush(self):
+        """Send what is held. False once the connection is broken."""
+        with self.lock:
+            self._send_held()
+        return not self.broken
+
+    def close(self):
+        self.flush()
+        self.closed = True
+        self.wake.set()
+
+    def _send_held(self):
+        if self.held and not self.broken:
+            try:
+                self.conn.sendall(b"".join(self.held))
+            except OSError:
+                self.broken = True
+        self.held = []
+        self.held_bytes = 0
+
+    def _flusher(self):
+        while not self.closed:
+            self.wake.wait()
+            while not self.closed:
+                time.sleep(_HOLD_SECONDS)
+                with self.lock:
+                    if self.held and time.monotonic() - self.since >= _HOLD_SECONDS:
+                        self._send_held()
+                    if not self.held:
+                        self.wake.clear()
+                        break
 
 
 def _die_with_parent():

@@ -420,6 +420,24 @@ def test_many_pipelined_requests_are_answered_in_order_and_none_is_held(start):
     assert header["id"] == 21 and json.loads(body)["raw"] == "req21"
 
 
+def test_an_answer_is_not_held_behind_a_request_that_hangs(start, tmp_path):
+    # "quick" is answered while "hang" is already buffered behind it: the worker may hold the answer
+    # for a moment, but must send it while run() hangs on the next request (the replica would
+    # otherwise time the finished request out with the hanging one).
+    script = tmp_path / "score.py"
+    script.write_text("import time\ndef init():\n    pass\n"
+                      "def run(raw_data):\n    if raw_data == 'hang':\n        time.sleep(30)\n    return raw_data\n")
+    w = start(str(script))
+    sock = w.connect()
+    frame = lambda i, body: worker_client.encode_frame(
+        {"id": i, "method": "POST", "path": "/score", "query": "", "headers": [["content-type", "text/plain"]]},
+        body)
+    sock.sendall(frame(1, b"quick") + frame(2, b"hang"))
+    sock.settimeout(5)
+    header, body = worker_client.read_frame(sock)
+    assert header["id"] == 1 and header["status"] == 200 and body == b'"quick"'
+
+
 def test_user_print_does_not_touch_protocol(start, tmp_path):
     script = tmp_path / "score.py"
     script.write_text("import sys\ndef init():\n    print('SLUICE_WORKER_READY? not yet')\n"
