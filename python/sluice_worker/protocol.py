@@ -95,10 +95,14 @@ class FrameReader:
         return _decode_header(header_bytes), body
 
 
+def _frame_head(header, body_len):
+    header_bytes = encode_header(header)
+    return b"".join((_U32.pack(len(header_bytes)), header_bytes, _U64.pack(body_len)))
+
+
 def encode_frame(header, body):
     """One frame as bytes."""
-    header_bytes = encode_header(header)
-    return b"".join((_U32.pack(len(header_bytes)), header_bytes, _U64.pack(len(body)), body))
+    return _frame_head(header, len(body)) + body
 
 
 def encode_header(header):
@@ -107,10 +111,8 @@ def encode_header(header):
 
 def write_frame(sock, header, body):
     """Send one frame on a connected socket."""
-    header_bytes = encode_header(header)
-    head = _U32.pack(len(header_bytes)) + header_bytes + _U64.pack(len(body))
     if len(body) <= _COALESCE_LIMIT:
-        sock.sendall(head + body)
+        sock.sendall(encode_frame(header, body))
     else:
-        sock.sendall(head)
+        sock.sendall(_frame_head(header, len(body)))
         sock.sendall(body)

@@ -14,7 +14,7 @@
 //! the batch, as in Triton.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -63,7 +63,7 @@ pub struct InferencePool {
     /// Requests submitted and not yet answered (or given up by their caller).
     pending: AtomicUsize,
     /// Requests that ran inline on the caller's thread.
-    inline_runs: std::sync::atomic::AtomicU64,
+    inline_runs: AtomicU64,
     inline_max_compute: Duration,
 }
 

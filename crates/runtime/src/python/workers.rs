@@ -208,69 +208,47 @@ async fn serve(cfg: Arc<WorkerConfig>, index: usize, mut worker: Worker, rx: Arc
                 break;
             }
         }
-        let mut broken = None;
-        while let Some(job) = unsent.pop_front() {
-            if job.reply.is_closed() {
-                continue; // the caller gave up while queued
-            }
-            // The first request is written whatever its size; later ones only while small.
-            if !inflight.is_empty() && frame_size(&job) > PIPELINE_BYTES {
-                unsent.push_front(job);
-                break;
-            }
-            match write_message(&mut worker.writer, &job.head, &job.body).await {
-                Ok(()) => inflight.push_back(job),
-                Err(e) => {
-                    unsent.push_front(job);
-                    broken = Some(Err(e));
-                    break;
-                }
-            }
-        }
-        if broken.is_none() {
-            let Some(job) = inflight.front() else { continue };
-            // The deadline runs from when the worker is known to be on this request: the answer
-            // before it has come.
-            let outcome =
-                tokio::time::timeout(cfg.request_timeout, read_message::<_, ResponseHead>(&mut worker.reader)).await;
-            match outcome {
-                Ok(Ok(answer)) if answer.0.id == job.head.id => {
-                    if let Some(job) = inflight.pop_front() {
-                        let _ = job.reply.send(Ok(answer));
+        let failure = match write_unsent(&mut worker, &mut unsent, &mut inflight).await {
+            Err(e) => Failure::Broken(e),
+            Ok(()) => {
+                let Some(job) = inflight.front() else { continue };
+                // The deadline runs from when the worker is known to be on this request: the answer
+                // before it has come.
+                let read = read_message::<_, ResponseHead>(&mut worker.reader);
+                match tokio::time::timeout(cfg.request_timeout, read).await {
+                    Ok(Ok(answer)) if answer.0.id == job.head.id => {
+                        if let Some(job) = inflight.pop_front() {
+                            let _ = job.reply.send(Ok(answer));
+                        }
+                        continue;
                     }
-                    continue;
-                }
-                Ok(Ok((head, _))) => {
-                    broken = Some(Err(ProtocolError::Malformed(format!(
+                    Ok(Ok((head, _))) => Failure::Broken(ProtocolError::Malformed(format!(
                         "answer to request {} while request {} was expected",
                         head.id, job.head.id
-                    ))))
+                    ))),
+                    Ok(Err(e)) => Failure::Broken(e),
+                    Err(_) => Failure::Timeout,
                 }
-                Ok(Err(e)) => broken = Some(Err(e)),
-                Err(_) => broken = Some(Ok(())),
             }
-        }
+        };
         // The worker is gone or stuck: the request it was running fails; those behind it had not
         // started and go to its replacement first.
+        let answer = match failure {
+            Failure::Timeout => {
+                tracing::warn!(
+                    worker = index,
+                    timeout_ms = cfg.request_timeout.as_millis(),
+                    "scoring worker overran the request timeout; replacing it"
+                );
+                PoolError::Timeout(cfg.request_timeout.as_millis())
+            }
+            Failure::Broken(e) => {
+                tracing::warn!(worker = index, error = %e, "scoring worker failed");
+                PoolError::WorkerDied
+            }
+        };
         if let Some(running) = inflight.pop_front() {
-            let answer = match &broken {
-                Some(Ok(())) => {
-                    tracing::warn!(
-                        worker = index,
-                        timeout_ms = cfg.request_timeout.as_millis(),
-                        "scoring worker overran the request timeout; replacing it"
-                    );
-                    PoolError::Timeout(cfg.request_timeout.as_millis())
-                }
-                Some(Err(e)) => {
-                    tracing::warn!(worker = index, error = %e, "scoring worker failed");
-                    PoolError::WorkerDied
-                }
-                None => PoolError::WorkerDied,
-            };
             let _ = running.reply.send(Err(answer));
-        } else if let Some(Err(e)) = &broken {
-            tracing::warn!(worker = index, error = %e, "scoring worker failed");
         }
         while let Some(job) = inflight.pop_back() {
             unsent.push_front(job);
@@ -278,6 +256,38 @@ async fn serve(cfg: Arc<WorkerConfig>, index: usize, mut worker: Worker, rx: Arc
         let _ = worker.child.kill().await;
         worker = respawn(&cfg, index).await;
     }
+}
+
+/// Why a worker is replaced.
+enum Failure {
+    /// It overran the request deadline.
+    Timeout,
+    /// Its connection failed or it answered out of order.
+    Broken(ProtocolError),
+}
+
+/// Writes the jobs taken but not yet written (skipping callers gone): the first whatever its size,
+/// later ones only while small. A job whose write failed stays unsent.
+async fn write_unsent(
+    worker: &mut Worker,
+    unsent: &mut VecDeque<Job>,
+    inflight: &mut VecDeque<Job>,
+) -> Result<(), ProtocolError> {
+    while let Some(job) = unsent.pop_front() {
+        if job.reply.is_closed() {
+            continue; // the caller gave up while queued
+        }
+        if !inflight.is_empty() && frame_size(&job) > PIPELINE_BYTES {
+            unsent.push_front(job);
+            break;
+        }
+        if let Err(e) = write_message(&mut worker.writer, &job.head, &job.body).await {
+            unsent.push_front(job);
+            return Err(e);
+        }
+        inflight.push_back(job);
+    }
+    Ok(())
 }
 
 async fn respawn(cfg: &WorkerConfig, index: usize) -> Worker {
