@@ -44,7 +44,7 @@ pub struct CatalogModel {
     /// id and name work too).
     pub model_id: String,
     pub task: CatalogTask,
-    /// `gguf` (generation) or `sentence-transformers` (embeddings: safetensors + tokenizer).
+    /// `gguf` or `safetensors` (generation) or `sentence-transformers` (embeddings: safetensors + tokenizer).
     pub format: String,
     /// The longest input (prompt plus completion for generation) the engine serves, in tokens.
     pub context_length: u32,
@@ -66,7 +66,9 @@ pub struct CatalogModelCreate {
     pub schema: Option<String>,
     /// Letters, digits, `-`, `_` and `.`; becomes the id in lower case.
     pub name: String,
-    /// A `.gguf` file (generation) or a sentence-transformers folder (embeddings), absolute.
+    /// A `.gguf` file or a Hugging Face safetensors folder of a llama-architecture model
+    /// (generation; converted to GGUF when its engine first starts), or a sentence-transformers
+    /// folder (embeddings); absolute.
     pub path: String,
     pub task: CatalogTask,
     /// Defaults to the model's own (capped at 2048 for generation).

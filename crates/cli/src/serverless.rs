@@ -19,8 +19,10 @@ pub enum CatalogCommand {
     List,
     /// Show one catalog model (by id, name or azureml://registries/.../models/NAME).
     Show(NameArgs),
-    /// Add your own model from a path on the server's machine: a .gguf file (chat-completion,
-    /// text-generation) or a sentence-transformers folder (embeddings).
+    /// Add your own model from a path on the server's machine: a .gguf file or a Hugging Face
+    /// safetensors folder of a llama-architecture model (chat-completion, text-generation; the
+    /// folder is converted to GGUF when its engine first starts) or a sentence-transformers
+    /// folder (embeddings).
     Create(CatalogCreateArgs),
     /// Remove a model you added (refused while an endpoint uses it).
     Delete(CatalogDeleteArgs),

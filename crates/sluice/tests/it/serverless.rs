@@ -482,6 +482,59 @@ async fn users_add_their_own_gguf_and_endpoints_answer_on_their_host_name() {
     assert!(!out.status.success());
 }
 
+#[tokio::test]
+async fn users_add_a_safetensors_llama_folder_and_it_is_served_after_conversion_to_gguf() {
+    let server = Server::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = std::env::var_os("SLUICE_CACHE")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(&std::env::var("HOME").unwrap()).join(".cache/sluice"));
+    let folder = tmp.path().join("tiny-llama");
+    std::fs::create_dir(&folder).unwrap();
+    sluice_llm::convert::tiny_llama::write(&folder, &sluice_llm_weights_path(&cache)).unwrap();
+
+    // A folder of another architecture is refused at once, with what to do instead.
+    let other = tmp.path().join("mistral");
+    std::fs::create_dir(&other).unwrap();
+    for f in ["tokenizer.json", "tokenizer_config.json", "model.safetensors"] {
+        std::fs::copy(folder.join(f), other.join(f)).unwrap();
+    }
+    std::fs::write(other.join("config.json"), r#"{"architectures": ["MistralForCausalLM"]}"#).unwrap();
+    let add = |name: &str, path: &Path, task: &str| {
+        server.cli(&["model-catalog", "create", "--name", name, "--path", path.to_str().unwrap(), "--task", task])
+    };
+    let refused = add("mistral", &other, "chat-completion");
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && err.contains("MistralForCausalLM") && err.contains("GGUF"), "{err}");
+    assert!(!server.cli_ok(&["model-catalog", "list"]).contains("mistral"));
+
+    let out = add("tiny-llama", &folder, "chat-completion");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let added: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (added["format"].as_str(), added["task"].as_str()),
+        (Some("safetensors"), Some("chat-completion")),
+        "{added}"
+    );
+
+    create_endpoint(&server, tmp.path(), "tiny", "azureml://registries/me/models/tiny-llama", &[]);
+    let (key, _) = keys(&server, "tiny");
+    let body =
+        serde_json::json!({"messages": [{"role": "user", "content": "Count to 3"}], "max_tokens": 8, "temperature": 0});
+    let url = format!("{}/serverless/tiny/chat/completions", server.url);
+    let first: serde_json::Value = post(&url, ("api-key", &key), body.clone()).await.json().await.unwrap();
+    assert_eq!(first["model"], "tiny-llama", "{first}");
+    assert!(first["usage"]["prompt_tokens"].as_u64().unwrap() > 5, "the chat template was applied: {first}");
+    let again: serde_json::Value = post(&url, ("api-key", &key), body).await.json().await.unwrap();
+    assert_eq!(first["choices"][0]["message"], again["choices"][0]["message"], "greedy output repeats");
+    // The engine serves the converted file, kept in the server's cache for the next start.
+    let gguf = sluice_llm::convert::converted_path(&folder, &cache).unwrap();
+    assert!(gguf.is_file(), "{}", gguf.display());
+    server.cli_ok(&["serverless-endpoint", "delete", "--name", "tiny", "--yes"]);
+    server.cli_ok(&["model-catalog", "delete", "--name", "tiny-llama", "--yes"]);
+    assert!(!gguf.exists(), "the converted file goes with the catalog entry");
+}
+
 /// The built-in SmolLM2 GGUF, as the provisioner lays it out (the first test to need it
 /// provisions it through the server).
 fn sluice_llm_weights_path(cache: &Path) -> std::path::PathBuf {
