@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Open-loop sweep of sluice-gateway on the lr model: the server tree pinned to CPU 1, bench's
+# sluice-loadgen on CPU 0 (both nice -20), one fixed rate after another on the same server, and
+# for each rate the latency (from each request's scheduled send time), the server tree's CPU per
+# request (from /proc, 2 s warm-up included) and its context switches and minor faults per request.
+#
+#   bash bench/open_loop_sweep.sh 1000 6000 11000 13600
+#   PREFIX="chrt -b 0" bash bench/open_loop_sweep.sh 13600      # the server tree under SCHED_BATCH
+#
+# Env: SLUICE_BIN and LOADGEN (default target/release/...; build them with `cargo build --release
+# -p sluice -p sluice-loadgen`), DURATION (s per rate, default 10), PREFIX (a command put before
+# `sluice server`), ORT_DYLIB_PATH (default ~/.cache/sluice's). Run as root on a quiet machine; no
+# network namespace (unlike run.sh), so numbers are comparable within one sweep, not with run.sh's.
+set -euo pipefail
+[ $# -gt 0 ] || { echo "usage: $0 RATE [RATE...]" >&2; exit 2; }
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BIN=${SLUICE_BIN:-$ROOT/target/release/sluice}
+LOADGEN=${LOADGEN:-$ROOT/target/release/sluice-loadgen}
+DURATION=${DURATION:-10}
+export ORT_DYLIB_PATH=${ORT_DYLIB_PATH:-$HOME/.cache/sluice/onnxruntime-1.31.1/libonnxruntime.so.1.31.1}
+WORK=$(mktemp -d)
+SERVER=""
+cleanup() { [ -n "$SERVER" ] && kill -- "-$SERVER" 2>/dev/null; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+# shellcheck disable=SC2086
+setsid nice -n -20 taskset -c 1 ${PREFIX:-} "$BIN" server --addr 127.0.0.1:0 --data-dir "$WORK/data" > "$WORK/server.log" 2>&1 &
+SERVER=$!
+for _ in $(seq 100); do grep -q "SLUICE_LISTENING" "$WORK/server.log" 2>/dev/null && break; sleep 0.1; done
+URL=$(sed -n 's/^SLUICE_LISTENING //p' "$WORK/server.log" | head -1)
+[ -n "$URL" ] || { cat "$WORK/server.log" >&2; exit 1; }
+cli() { "$BIN" --server "$URL" --data-dir "$WORK/data" "$@"; }
+printf 'name: lr-ep\nauth_mode: key\n' > "$WORK/ep.yml"
+printf 'name: blue\nendpoint_name: lr-ep\nmodel: azureml:lr:1\ninstance_type: cpu=1,memory=1Gi\ninstance_count: 1\nrequest_settings:\n  max_concurrent_requests_per_instance: 32\n' > "$WORK/dep.yml"
+cli model create --name lr --version 1 --type triton_model --path "$ROOT/testdata/models/lr20/model_repository" > /dev/null
+cli online-endpoint create --file "$WORK/ep.yml" > /dev/null
+cli online-deployment create --file "$WORK/dep.yml" --all-traffic > /dev/null
+KEY=$(cli online-endpoint get-credentials --name lr-ep | python3 -c 'import json,sys; print(json.load(sys.stdin)["primaryKey"])')
+PIDS=$(pgrep -g "$SERVER" | tr '\n' ' ')
+
+# CPU ticks, voluntary + involuntary context switches and minor faults of the server tree.
+snapshot() {
+  local cpu=0 cs=0 flt=0 p t
+  for p in $PIDS; do
+    [ -r "/proc/$p/stat" ] || continue
+    read -r -a t < <(sed 's/^.*) //' "/proc/$p/stat")
+    cpu=$((cpu + t[11] + t[12])); flt=$((flt + t[7]))
+    for s in /proc/"$p"/task/*/status; do
+      cs=$((cs + $(awk '/ctxt_switches/{s+=$2} END{print s}' "$s")))
+    done
+  done
+  echo "$cpu $cs $flt"
+}
+HZ=$(getconf CLK_TCK)
+echo "server pids: $PIDS; $DURATION s per rate (+2 s warm-up); ${PREFIX:+prefix: $PREFIX}"
+for rate in "$@"; do
+  read -r c0 s0 f0 < <(snapshot)
+  out=$(nice -n -20 taskset -c 0 "$LOADGEN" --url "$URL/endpoints/lr-ep/score" --body "$ROOT/testdata/models/lr20/v2_X.json" \
+        --header "Authorization: Bearer $KEY" --rate "$rate" --duration "$DURATION" --warmup 2 | tail -1)
+  read -r c1 s1 f1 < <(snapshot)
+  python3 - "$out" "$rate" "$DURATION" "$((c1 - c0))" "$((s1 - s0))" "$((f1 - f0))" "$HZ" <<'EOF'
+import json, sys
+r = json.loads(sys.argv[1]); rate, dur, ticks, cs, flt, hz = map(float, sys.argv[2:])
+sent = r["ok"] * (dur + 2) / dur
+print(f"rate {rate:.0f}: achieved {r['achieved_rps']:.0f} req/s, p50 {r['p50_us'] / 1000:.2f} p99 {r['p99_us'] / 1000:.2f} "
+      f"p99.9 {r['p999_us'] / 1000:.2f} ms, errors {r['errors']}, server CPU {1e6 * ticks / hz / sent:.1f} us/req, "
+      f"{cs / sent:.2f} context switches/req, {flt / sent:.3f} minor faults/req")
+EOF
+done
