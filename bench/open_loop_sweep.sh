@@ -6,6 +6,7 @@
 #
 #   bash bench/open_loop_sweep.sh 1000 6000 11000 13600
 #   PREFIX="chrt -b 0" bash bench/open_loop_sweep.sh 13600      # the server tree under SCHED_BATCH
+#   REPLICA_PREFIX="chrt -b -p 0" bash bench/open_loop_sweep.sh 13600   # only the replica's threads
 #
 # Env: SLUICE_BIN and LOADGEN (default target/release/...; build them with `cargo build --release
 # -p sluice -p sluice-loadgen`), DURATION (s per rate, default 10), PREFIX (a command put before
@@ -36,7 +37,11 @@ cli model create --name lr --version 1 --type triton_model --path "$ROOT/testdat
 cli online-endpoint create --file "$WORK/ep.yml" > /dev/null
 cli online-deployment create --file "$WORK/dep.yml" --all-traffic > /dev/null
 KEY=$(cli online-endpoint get-credentials --name lr-ep | python3 -c 'import json,sys; print(json.load(sys.stdin)["primaryKey"])')
-PIDS=$(pgrep -g "$SERVER" | tr '\n' ' ')
+# The server and its replicas (each replica runs in its own process group).
+PIDS="$SERVER $(pgrep -P "$SERVER" | tr '\n' ' ')"
+if [ -n "${REPLICA_PREFIX:-}" ]; then  # e.g. "chrt -b -p 0": applied to every thread of the replicas only
+  for p in $(pgrep -P "$SERVER"); do for t in /proc/"$p"/task/*; do $REPLICA_PREFIX "${t##*/}" > /dev/null; done; done
+fi
 
 # CPU ticks, voluntary + involuntary context switches and minor faults of the server tree.
 snapshot() {
@@ -52,7 +57,7 @@ snapshot() {
   echo "$cpu $cs $flt"
 }
 HZ=$(getconf CLK_TCK)
-echo "server pids: $PIDS; $DURATION s per rate (+2 s warm-up); ${PREFIX:+prefix: $PREFIX}"
+echo "server pids: $PIDS; $DURATION s per rate (+2 s warm-up); ${PREFIX:+prefix: $PREFIX}${REPLICA_PREFIX:+ replicas: $REPLICA_PREFIX}"
 for rate in "$@"; do
   read -r c0 s0 f0 < <(snapshot)
   out=$(nice -n -20 taskset -c 0 "$LOADGEN" --url "$URL/endpoints/lr-ep/score" --body "$ROOT/testdata/models/lr20/v2_X.json" \
