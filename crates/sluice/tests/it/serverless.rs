@@ -390,9 +390,7 @@ async fn users_add_their_own_gguf_and_endpoints_answer_on_their_host_name() {
     let server = Server::start();
     let tmp = tempfile::tempdir().unwrap();
     // The built-in weights are where the engine's provisioner put them; a user's copy elsewhere.
-    let cache = std::env::var_os("SLUICE_CACHE")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| Path::new(&std::env::var("HOME").unwrap()).join(".cache/sluice"));
+    let cache = engine_cache();
     let source = sluice_llm_weights_path(&cache);
     let mine = tmp.path().join("my-model.gguf");
     std::fs::copy(&source, &mine).unwrap();
@@ -486,9 +484,7 @@ async fn users_add_their_own_gguf_and_endpoints_answer_on_their_host_name() {
 async fn users_add_a_safetensors_llama_folder_and_it_is_served_after_conversion_to_gguf() {
     let server = Server::start();
     let tmp = tempfile::tempdir().unwrap();
-    let cache = std::env::var_os("SLUICE_CACHE")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| Path::new(&std::env::var("HOME").unwrap()).join(".cache/sluice"));
+    let cache = engine_cache();
     let folder = tmp.path().join("tiny-llama");
     std::fs::create_dir(&folder).unwrap();
     sluice_llm::convert::tiny_llama::write(&folder, &sluice_llm_weights_path(&cache)).unwrap();
@@ -533,6 +529,14 @@ async fn users_add_a_safetensors_llama_folder_and_it_is_served_after_conversion_
     server.cli_ok(&["serverless-endpoint", "delete", "--name", "tiny", "--yes"]);
     server.cli_ok(&["model-catalog", "delete", "--name", "tiny-llama", "--yes"]);
     assert!(!gguf.exists(), "the converted file goes with the catalog entry");
+}
+
+/// Where the server's engines keep their weights (and converted models): the tests' `SLUICE_CACHE`
+/// or the default under `$HOME`.
+fn engine_cache() -> std::path::PathBuf {
+    std::env::var_os("SLUICE_CACHE")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(&std::env::var("HOME").unwrap()).join(".cache/sluice"))
 }
 
 /// The built-in SmolLM2 GGUF, as the provisioner lays it out (the first test to need it
