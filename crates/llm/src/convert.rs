@@ -111,14 +111,20 @@ fn file_name(path: &Path) -> String {
     path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| path.display().to_string())
 }
 
+/// The largest size a `config.json` field may give (vocabulary, widths, layers, heads): far above
+/// any released model (Gemma's vocabulary is 256,000), low enough that a hostile value cannot make
+/// the converter allocate without bound.
+const MAX_SIZE: u64 = 1 << 20;
+
 fn uint(config: &Value, key: &str) -> Result<Option<u64>, String> {
+    let max = if key == "max_position_embeddings" { u64::from(u32::MAX) } else { MAX_SIZE };
     match config.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(v) => v
             .as_u64()
-            .filter(|n| *n > 0 && *n <= u64::from(u32::MAX))
+            .filter(|n| *n > 0 && *n <= max)
             .map(Some)
-            .ok_or_else(|| format!("config.json: {key} must be a positive integer, got {v}")),
+            .ok_or_else(|| format!("config.json: {key} must be an integer from 1 to {max}, got {v}")),
     }
 }
 
@@ -487,7 +493,8 @@ fn tensor_plan(
             return Err(format!("tensor {hf_name} has shape {:?}, config.json implies {shape:?}", info.shape));
         }
         let source = info.dtype.clone()?;
-        if info.end - info.start != shape.iter().product::<u64>() * source.size() {
+        let bytes = shape.iter().try_fold(source.size(), |n, d| n.checked_mul(*d));
+        if bytes != Some(info.end - info.start) {
             return Err(format!("tensor {hf_name}: its byte range does not match its shape and type"));
         }
         let target = match (source, shape.len()) {
@@ -817,5 +824,9 @@ mod tests {
             "num_attention_heads": 3, "intermediate_size": 8, "num_hidden_layers": 1, "vocab_size": 8}))
         .unwrap_err();
         assert!(err.contains("do not fit"), "{err}");
+        let err = llama_config(&serde_json::json!({"architectures": ["LlamaForCausalLM"], "hidden_size": 64,
+            "num_attention_heads": 4, "intermediate_size": 8, "num_hidden_layers": 1, "vocab_size": 4_000_000_000u64}))
+        .unwrap_err();
+        assert!(err.contains("vocab_size") && err.contains("1048576"), "{err}");
     }
 }

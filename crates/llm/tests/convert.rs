@@ -110,7 +110,14 @@ fn a_folder_with_missing_or_misshapen_tensors_is_refused_with_the_tensor_named()
     let err = convert::inspect(dir.path()).unwrap_err().to_string();
     assert!(err.contains("mlp.gate_proj.weight") && err.contains("shape"), "{err}");
 
+    // Untied embeddings need their own output projection.
     c["intermediate_size"] = json!(tiny_llama::FFN);
+    c["tie_word_embeddings"] = json!(false);
+    std::fs::write(&config, serde_json::to_vec(&c).unwrap()).unwrap();
+    let err = convert::inspect(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("lm_head.weight"), "{err}");
+
+    c["tie_word_embeddings"] = json!(true);
     std::fs::write(&config, serde_json::to_vec(&c).unwrap()).unwrap();
     let weights = dir.path().join("model.safetensors");
     let bytes = std::fs::read(&weights).unwrap();
