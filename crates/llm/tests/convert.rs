@@ -93,6 +93,35 @@ async fn a_safetensors_llama_converts_to_gguf_and_generates_what_candle_generate
     assert!(chat.contains("<|im_start|>user\nhi<|im_end|>"), "{chat}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bf16_checkpoint_keeps_its_matrices_in_bf16_and_llama_cpp_serves_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    tiny_llama::write_bf16(dir.path(), &common::smollm2()).unwrap();
+    let gguf = convert::converted(dir.path(), cache.path()).expect("convert");
+    // BF16 matrices stay BF16 (2 bytes a weight): the file is about half the F32 one's size.
+    let weights = std::fs::metadata(dir.path().join("model.safetensors")).unwrap().len();
+    let converted = std::fs::metadata(&gguf).unwrap().len();
+    assert!(converted < weights + (4 << 20), "{converted} bytes from {weights}");
+    let generator = Generator::load(&gguf, GeneratorConfig { context_length: Some(256), ..GeneratorConfig::default() })
+        .expect("llama.cpp loads BF16 weights");
+    let run = || async {
+        let request = GenerationRequest { add_bos: false, ..GenerationRequest::new("The 3 quick brown foxes", 16) };
+        let mut stream = generator.submit(request).expect("submit");
+        let (mut text, mut tokens) = (String::new(), 0);
+        while let Some(event) = stream.next().await {
+            match event {
+                GenerationEvent::Token { text: piece } => text.push_str(&piece),
+                GenerationEvent::Done { completion_tokens, .. } => tokens = completion_tokens,
+            }
+        }
+        (text, tokens)
+    };
+    let (first, tokens) = run().await;
+    assert!(tokens > 0, "generated nothing");
+    assert_eq!(run().await, (first, tokens), "greedy output repeats");
+}
+
 #[test]
 fn a_folder_with_missing_or_misshapen_tensors_is_refused_with_the_tensor_named() {
     let dir = tempfile::tempdir().unwrap();

@@ -62,6 +62,15 @@ fn write_safetensors(path: &Path, tensors: &[(String, Vec<usize>, Vec<f32>, bool
 /// and chat template of the GGUF at `tokenizer_from` (SmolLM2's). Returns the ids of the tokens
 /// that end a generation (the control tokens and EOS).
 pub fn write(dir: &Path, tokenizer_from: &Path) -> Result<Vec<u32>, String> {
+    write_as(dir, tokenizer_from, false)
+}
+
+/// [`write`], with every matrix in BF16 as most published checkpoints are (`torch_dtype: bfloat16`).
+pub fn write_bf16(dir: &Path, tokenizer_from: &Path) -> Result<Vec<u32>, String> {
+    write_as(dir, tokenizer_from, true)
+}
+
+fn write_as(dir: &Path, tokenizer_from: &Path, bf16: bool) -> Result<Vec<u32>, String> {
     let mut file = std::fs::File::open(tokenizer_from).map_err(|e| e.to_string())?;
     let gguf = gguf_file::Content::read(&mut file).map_err(|e| e.to_string())?;
     let tokens = strings(&gguf, "tokenizer.ggml.tokens")?;
@@ -113,7 +122,7 @@ pub fn write(dir: &Path, tokenizer_from: &Path) -> Result<Vec<u32>, String> {
         "hidden_size": HIDDEN, "intermediate_size": FFN, "num_hidden_layers": LAYERS,
         "num_attention_heads": HEADS, "num_key_value_heads": KV_HEADS, "vocab_size": vocab,
         "max_position_embeddings": 2048, "rms_norm_eps": 1e-5, "rope_theta": 10000.0,
-        "tie_word_embeddings": true, "bos_token_id": bos, "eos_token_id": eos, "torch_dtype": "float32",
+        "tie_word_embeddings": true, "bos_token_id": bos, "eos_token_id": eos, "torch_dtype": if bf16 { "bfloat16" } else { "float32" },
     });
     std::fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&config).map_err(|e| e.to_string())?)
         .map_err(|e| e.to_string())?;
@@ -127,7 +136,7 @@ pub fn write(dir: &Path, tokenizer_from: &Path) -> Result<Vec<u32>, String> {
     let head_dim = HIDDEN / HEADS;
     let mut tensors = Vec::new();
     let (s, v) = random(vec![vocab, HIDDEN], 1.0);
-    tensors.push(("model.embed_tokens.weight".to_owned(), s, v, false));
+    tensors.push(("model.embed_tokens.weight".to_owned(), s, v, bf16));
     let (s, v) = random(vec![HIDDEN], 0.5);
     tensors.push(("model.norm.weight".to_owned(), s, v.iter().map(|x| 1.0 + x).collect(), true));
     for i in 0..LAYERS {
@@ -142,7 +151,7 @@ pub fn write(dir: &Path, tokenizer_from: &Path) -> Result<Vec<u32>, String> {
             ("mlp.down_proj.weight", vec![HIDDEN, FFN]),
         ] {
             let (s, v) = random(shape, 0.3);
-            tensors.push((format!("{p}{name}"), s, v, false));
+            tensors.push((format!("{p}{name}"), s, v, bf16));
         }
         for name in ["input_layernorm.weight", "post_attention_layernorm.weight"] {
             let (s, v) = random(vec![HIDDEN], 0.5);
