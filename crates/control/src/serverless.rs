@@ -769,26 +769,24 @@ async fn start_engine(control: &Control, id: &str) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("catalog model {id:?} no longer exists"))?;
-    let path = if model.builtin {
-        let source = sluice_llm::weights::builtin_source(&model.id)
-            .ok_or_else(|| format!("built-in model {id:?} has no weight source"))?;
-        let cache = engines.cache_dir.clone();
-        tokio::task::spawn_blocking(move || sluice_llm::weights::provision(&source, &cache))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| format!("cannot fetch the weights of {}: {e}", model.name))?
-    } else {
-        let path = PathBuf::from(model.source.trim_start_matches("local:"));
-        if model.format == "safetensors" {
-            let cache = engines.cache_dir.clone();
-            tokio::task::spawn_blocking(move || sluice_llm::convert::converted(&path, &cache))
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| format!("cannot convert {} to GGUF: {e}", model.name))?
-        } else {
-            path
+    // The file the engine loads: a built-in model's weights fetched into the cache, a user's
+    // safetensors folder converted into it, or a user's GGUF as it is (blocking work, off the runtime).
+    let cache = engines.cache_dir.clone();
+    let builtin = model.builtin.then(|| sluice_llm::weights::builtin_source(&model.id));
+    let local = PathBuf::from(model.source.trim_start_matches("local:"));
+    let safetensors = model.format == "safetensors";
+    let (name, wanted) = (model.name.clone(), id.to_owned());
+    let path = tokio::task::spawn_blocking(move || match builtin {
+        Some(None) => Err(format!("built-in model {wanted:?} has no weight source")),
+        Some(Some(source)) => sluice_llm::weights::provision(&source, &cache)
+            .map_err(|e| format!("cannot fetch the weights of {name}: {e}")),
+        None if safetensors => {
+            sluice_llm::convert::converted(&local, &cache).map_err(|e| format!("cannot convert {name} to GGUF: {e}"))
         }
-    };
+        None => Ok(local),
+    })
+    .await
+    .map_err(|e| e.to_string())??;
     let args = vec![
         "replica-llm".to_owned(),
         "--name".to_owned(),

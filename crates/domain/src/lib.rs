@@ -98,6 +98,17 @@ pub mod limits {
     pub const MAX_REQUEST_TIMEOUT_MS: u64 = 180_000;
 }
 
+/// Header names of the gateway's exchange with an LLM engine replica (the names only: the domain knows
+/// no HTTP types). The gateway sets the deadline; the engine answers with the token counts it metered.
+pub mod engine_headers {
+    /// Request: the milliseconds left of the request's budget; the engine stops generating there.
+    pub const DEADLINE: &str = "x-sluice-deadline-ms";
+    /// Response: the prompt's token count (every generation and embedding answer).
+    pub const PROMPT_TOKENS: &str = "x-sluice-prompt-tokens";
+    /// Response: the generated token count (non-streaming answers; streams carry it in their usage).
+    pub const COMPLETION_TOKENS: &str = "x-sluice-completion-tokens";
+}
+
 /// The Unix socket a replica listening on loopback port `port` also answers on: a Linux abstract name
 /// (leading NUL, as tokio takes it), so it needs no file, is scoped to the network namespace exactly as the
 /// loopback port is, and any process that may reach the port may reach it. The gateway reaches a local replica

@@ -24,6 +24,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use http_body_util::BodyExt;
 use opentelemetry::KeyValue;
+use sluice_domain::engine_headers::{COMPLETION_TOKENS, DEADLINE as DEADLINE_HEADER, PROMPT_TOKENS};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -41,10 +42,6 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 /// The engine answers at its deadline itself (408 with the tokens it spent); the gateway waits this much longer
 /// before it gives up on an engine that does not.
 const ENGINE_GRACE: Duration = Duration::from_secs(5);
-
-/// The engine's deadline header (`sluice_runtime::llm::params::DEADLINE_HEADER`): milliseconds the request may still
-/// take.
-const DEADLINE_HEADER: &str = "x-sluice-deadline-ms";
 
 /// The budget to give the engine: the gateway's limit, or the client's own deadline when shorter.
 fn deadline_ms(headers: &HeaderMap, limit: Duration) -> u64 {
@@ -431,8 +428,8 @@ async fn serve(
     for h in ["connection", "keep-alive", "transfer-encoding", "trailer", "upgrade"] {
         parts.headers.remove(h);
     }
-    let prompt = header_u64(&parts.headers, "x-sluice-prompt-tokens");
-    let completion = header_u64(&parts.headers, "x-sluice-completion-tokens");
+    let prompt = header_u64(&parts.headers, PROMPT_TOKENS);
+    let completion = header_u64(&parts.headers, COMPLETION_TOKENS);
     let streaming = parts
         .headers
         .get(http::header::CONTENT_TYPE)

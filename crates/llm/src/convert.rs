@@ -21,11 +21,15 @@ use sha2::{Digest, Sha256};
 
 use crate::error::LlmError;
 
+mod gguf;
+mod safetensors;
 #[doc(hidden)]
 pub mod tiny_llama;
+mod tokenizer;
 
-/// GGUF's default data alignment.
-const ALIGNMENT: u64 = 32;
+use gguf::{GgmlType, MetaValue};
+use safetensors::{Dtype, TensorEntry, to_f32, weight_files};
+use tokenizer::tokenizer_metadata;
 
 /// The hyper-parameters of a llama-architecture checkpoint.
 #[derive(Debug, Clone, PartialEq)]
@@ -68,32 +72,6 @@ struct PlannedTensor {
     target: GgmlType,
     /// Heads whose rows are reordered for llama.cpp's rotary layout (query: heads, key: kv heads).
     permute_heads: Option<u64>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum GgmlType {
-    F32 = 0,
-    F16 = 1,
-    Bf16 = 30,
-}
-
-impl GgmlType {
-    fn size(self) -> u64 {
-        match self {
-            GgmlType::F32 => 4,
-            GgmlType::F16 | GgmlType::Bf16 => 2,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-enum MetaValue {
-    U32(u32),
-    F32(f32),
-    Bool(bool),
-    Str(String),
-    StrArray(Vec<String>),
-    I32Array(Vec<i32>),
 }
 
 /// Whether `path` is a folder that looks like a Hugging Face causal-LM checkpoint (it has a
@@ -191,270 +169,6 @@ fn llama_config(config: &Value) -> Result<LlamaConfig, String> {
         rope_theta: float(config, "rope_theta", 10_000.0)?,
         tied_embeddings: config.get("tie_word_embeddings").and_then(Value::as_bool).unwrap_or(false),
     })
-}
-
-/// llama.cpp's name for the pre-tokenizer a `tokenizer.json` describes.
-fn pre_tokenizer_name(tokenizer: &Value) -> Result<&'static str, String> {
-    const LLAMA3: &str = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
-    let pre = tokenizer.get("pre_tokenizer").unwrap_or(&Value::Null);
-    let kind = |v: &Value| v.get("type").and_then(Value::as_str).unwrap_or("").to_owned();
-    let byte_level_regex =
-        |v: &Value| kind(v) == "ByteLevel" && v.get("use_regex").and_then(Value::as_bool).unwrap_or(true);
-    if byte_level_regex(pre) {
-        return Ok("gpt-2");
-    }
-    if kind(pre) == "Sequence" {
-        let parts: Vec<&Value> =
-            pre.get("pretokenizers").and_then(Value::as_array).map(|a| a.iter().collect()).unwrap_or_default();
-        if let [digits, byte_level] = parts.as_slice()
-            && kind(digits) == "Digits"
-            && digits.get("individual_digits").and_then(Value::as_bool) == Some(true)
-            && byte_level_regex(byte_level)
-        {
-            return Ok("smollm");
-        }
-        if let [split, byte_level] = parts.as_slice()
-            && kind(split) == "Split"
-            && split.pointer("/pattern/Regex").and_then(Value::as_str) == Some(LLAMA3)
-            && kind(byte_level) == "ByteLevel"
-        {
-            return Ok("llama-bpe");
-        }
-    }
-    Err(format!(
-        "tokenizer.json's pre-tokenizer ({}) is not one this converter knows (GPT-2 byte-level, SmolLM, \
-         Llama 3); convert the model to GGUF with llama.cpp's convert_hf_to_gguf.py",
-        if pre.is_null() { "none".to_owned() } else { kind(pre) }
-    ))
-}
-
-/// A special token named in `tokenizer_config.json`, as a string or as `{"content": ...}`.
-fn token_text(value: Option<&Value>) -> Option<String> {
-    match value? {
-        Value::String(s) => Some(s.clone()),
-        Value::Object(o) => o.get("content").and_then(Value::as_str).map(str::to_owned),
-        _ => None,
-    }
-}
-
-/// The tokenizer's metadata, in GGUF's `tokenizer.*` keys.
-fn tokenizer_metadata(dir: &Path, vocab_size: u64, config: &Value) -> Result<(Vec<(String, MetaValue)>, bool), String> {
-    let tokenizer = read_json(&dir.join("tokenizer.json"))?;
-    let model = tokenizer.get("model").ok_or("tokenizer.json has no model")?;
-    if model.get("type").and_then(Value::as_str) != Some("BPE")
-        || model.get("byte_fallback").and_then(Value::as_bool) == Some(true)
-    {
-        return Err("tokenizer.json is not a byte-level BPE tokenizer (SentencePiece-style tokenizers are not \
-                    supported); convert the model to GGUF with llama.cpp's convert_hf_to_gguf.py"
-            .into());
-    }
-    let pre = pre_tokenizer_name(&tokenizer)?;
-    let vocab = model.get("vocab").and_then(Value::as_object).ok_or("tokenizer.json has no model.vocab")?;
-    let size = usize::try_from(vocab_size).map_err(|_| "vocab_size is too large")?;
-    let mut tokens: Vec<Option<String>> = vec![None; size];
-    let mut types = vec![1i32; size];
-    let mut ids: HashMap<String, u32> = HashMap::new();
-    let mut put = |text: &str, id: u64, kind: i32, tokens: &mut Vec<Option<String>>| -> Result<(), String> {
-        let slot = usize::try_from(id).ok().filter(|i| *i < size).ok_or_else(|| {
-            format!("tokenizer.json: token {text:?} has id {id}, beyond config.json's vocab_size {vocab_size}")
-        })?;
-        tokens[slot] = Some(text.to_owned());
-        types[slot] = kind;
-        ids.insert(text.to_owned(), slot as u32);
-        Ok(())
-    };
-    for (text, id) in vocab {
-        put(text, id.as_u64().ok_or("tokenizer.json: a vocab id is not a number")?, 1, &mut tokens)?;
-    }
-    for added in tokenizer.get("added_tokens").and_then(Value::as_array).into_iter().flatten() {
-        let (Some(text), Some(id)) =
-            (added.get("content").and_then(Value::as_str), added.get("id").and_then(Value::as_u64))
-        else {
-            return Err("tokenizer.json: an added token has no content or id".into());
-        };
-        let special = added.get("special").and_then(Value::as_bool).unwrap_or(false);
-        put(text, id, if special { 3 } else { 4 }, &mut tokens)?;
-    }
-    let tokens: Vec<String> = tokens
-        .into_iter()
-        .enumerate()
-        .map(|(i, t)| {
-            t.unwrap_or_else(|| {
-                types[i] = 5;
-                format!("[PAD{i}]")
-            })
-        })
-        .collect();
-    let merges: Vec<String> = model
-        .get("merges")
-        .and_then(Value::as_array)
-        .ok_or("tokenizer.json has no model.merges")?
-        .iter()
-        .map(|m| match m {
-            Value::String(s) => Ok(s.clone()),
-            Value::Array(pair) => match pair.as_slice() {
-                [Value::String(a), Value::String(b)] => Ok(format!("{a} {b}")),
-                _ => Err("tokenizer.json: a merge is not a pair of strings".to_owned()),
-            },
-            _ => Err("tokenizer.json: a merge is not a string or a pair".to_owned()),
-        })
-        .collect::<Result<_, _>>()?;
-
-    let tokenizer_config = match dir.join("tokenizer_config.json") {
-        p if p.is_file() => read_json(&p)?,
-        _ => Value::Null,
-    };
-    let mut meta = vec![
-        ("tokenizer.ggml.model".to_owned(), MetaValue::Str("gpt2".into())),
-        ("tokenizer.ggml.pre".to_owned(), MetaValue::Str(pre.into())),
-        ("tokenizer.ggml.tokens".to_owned(), MetaValue::StrArray(tokens)),
-        ("tokenizer.ggml.token_type".to_owned(), MetaValue::I32Array(types)),
-        ("tokenizer.ggml.merges".to_owned(), MetaValue::StrArray(merges)),
-    ];
-    for (key, config_key, gguf_key) in [
-        ("bos_token", "bos_token_id", "tokenizer.ggml.bos_token_id"),
-        ("eos_token", "eos_token_id", "tokenizer.ggml.eos_token_id"),
-        ("unk_token", "unk_token_id", "tokenizer.ggml.unknown_token_id"),
-        ("pad_token", "pad_token_id", "tokenizer.ggml.padding_token_id"),
-    ] {
-        let id = match token_text(tokenizer_config.get(key)) {
-            Some(text) => Some(
-                *ids.get(&text)
-                    .ok_or_else(|| format!("tokenizer_config.json: {key} {text:?} is not in the vocabulary"))?,
-            ),
-            None => config
-                .get(config_key)
-                .and_then(Value::as_u64)
-                .and_then(|id| u32::try_from(id).ok())
-                .filter(|id| u64::from(*id) < vocab_size),
-        };
-        if let Some(id) = id {
-            meta.push((gguf_key.to_owned(), MetaValue::U32(id)));
-        }
-    }
-    if let Some(add_bos) = tokenizer_config.get("add_bos_token").and_then(Value::as_bool) {
-        meta.push(("tokenizer.ggml.add_bos_token".to_owned(), MetaValue::Bool(add_bos)));
-    }
-    let template = tokenizer_config.get("chat_template").and_then(Value::as_str).filter(|t| !t.trim().is_empty());
-    if let Some(template) = template {
-        meta.push(("tokenizer.chat_template".to_owned(), MetaValue::Str(template.to_owned())));
-    }
-    Ok((meta, template.is_some()))
-}
-
-/// The safetensors files of a folder and which file holds each tensor.
-fn weight_files(dir: &Path) -> Result<BTreeMap<String, (PathBuf, TensorEntry)>, String> {
-    let index = dir.join("model.safetensors.index.json");
-    let files: Vec<PathBuf> = if index.is_file() {
-        let index = read_json(&index)?;
-        let map = index
-            .get("weight_map")
-            .and_then(Value::as_object)
-            .ok_or("model.safetensors.index.json has no weight_map")?;
-        let mut names: Vec<&str> = map.values().filter_map(Value::as_str).collect();
-        names.sort_unstable();
-        names.dedup();
-        names
-            .into_iter()
-            .map(|n| {
-                let p = Path::new(n);
-                if p.components().count() != 1 {
-                    return Err(format!("model.safetensors.index.json names {n:?}, which is not a file in the folder"));
-                }
-                Ok(dir.join(p))
-            })
-            .collect::<Result<_, _>>()?
-    } else if dir.join("model.safetensors").is_file() {
-        vec![dir.join("model.safetensors")]
-    } else {
-        return Err("the folder has no model.safetensors (nor model.safetensors.index.json for sharded weights)".into());
-    };
-    let mut where_is = BTreeMap::new();
-    for file in files {
-        for (name, entry) in read_header(&file)? {
-            where_is.insert(name, (file.clone(), entry));
-        }
-    }
-    Ok(where_is)
-}
-
-/// Element types this converter reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Dtype {
-    F32,
-    F16,
-    Bf16,
-}
-
-impl Dtype {
-    fn size(self) -> u64 {
-        match self {
-            Dtype::F32 => 4,
-            Dtype::F16 | Dtype::Bf16 => 2,
-        }
-    }
-}
-
-/// One tensor of a safetensors file: its type, shape and byte range (from the file's start).
-#[derive(Debug, Clone)]
-struct TensorEntry {
-    dtype: Result<Dtype, String>,
-    shape: Vec<u64>,
-    start: u64,
-    end: u64,
-}
-
-/// The largest safetensors header read (the format's own limit is 100 MB).
-const MAX_HEADER: u64 = 100 << 20;
-
-/// Reads a safetensors file's header: an 8-byte little-endian length, then a JSON object of
-/// `name: {dtype, shape, data_offsets}` (offsets relative to the end of the header).
-fn read_header(path: &Path) -> Result<HashMap<String, TensorEntry>, String> {
-    let name = file_name(path);
-    let file = File::open(path).map_err(|e| format!("cannot open {name}: {e}"))?;
-    let size = file.metadata().map_err(|e| format!("cannot read {name}: {e}"))?.len();
-    let mut len = [0u8; 8];
-    file.read_exact_at(&mut len, 0).map_err(|_| format!("{name} is not a safetensors file (too short)"))?;
-    let len = u64::from_le_bytes(len);
-    if len > MAX_HEADER || 8 + len > size {
-        return Err(format!("{name} is not a safetensors file (header length {len})"));
-    }
-    let mut header = vec![0u8; len as usize];
-    file.read_exact_at(&mut header, 8).map_err(|e| format!("cannot read {name}: {e}"))?;
-    let header: serde_json::Map<String, Value> =
-        serde_json::from_slice(&header).map_err(|e| format!("{name} is not a safetensors file: {e}"))?;
-    let mut entries = HashMap::new();
-    for (tensor, info) in header {
-        if tensor == "__metadata__" {
-            continue;
-        }
-        let bad = || format!("{name}: tensor {tensor} has a malformed header entry");
-        let dtype = match info.get("dtype").and_then(Value::as_str).ok_or_else(bad)? {
-            "F32" => Ok(Dtype::F32),
-            "F16" => Ok(Dtype::F16),
-            "BF16" => Ok(Dtype::Bf16),
-            other => Err(format!("tensor {tensor} is {other}; only F32, F16 and BF16 weights are supported")),
-        };
-        let shape: Vec<u64> = info
-            .get("shape")
-            .and_then(Value::as_array)
-            .ok_or_else(bad)?
-            .iter()
-            .map(|d| d.as_u64().ok_or_else(bad))
-            .collect::<Result<_, _>>()?;
-        let offsets = info.get("data_offsets").and_then(Value::as_array).ok_or_else(bad)?;
-        let (Some(begin), Some(end)) =
-            (offsets.first().and_then(Value::as_u64), offsets.get(1).and_then(Value::as_u64))
-        else {
-            return Err(bad());
-        };
-        let (start, end) = (8 + len + begin, 8 + len + end);
-        if begin > end || end > size {
-            return Err(format!("{name}: tensor {tensor} lies outside the file (truncated download?)"));
-        }
-        entries.insert(tensor, TensorEntry { dtype, shape, start, end });
-    }
-    Ok(entries)
 }
 
 fn tensor_plan(
@@ -570,63 +284,6 @@ fn file_type(tensors: &[PlannedTensor]) -> u32 {
     }
 }
 
-fn write_str(w: &mut impl Write, s: &str) -> std::io::Result<()> {
-    w.write_all(&(s.len() as u64).to_le_bytes())?;
-    w.write_all(s.as_bytes())
-}
-
-fn write_value(w: &mut impl Write, value: &MetaValue) -> std::io::Result<()> {
-    const U32: u32 = 4;
-    const I32: u32 = 5;
-    const F32: u32 = 6;
-    const BOOL: u32 = 7;
-    const STRING: u32 = 8;
-    const ARRAY: u32 = 9;
-    match value {
-        MetaValue::U32(v) => {
-            w.write_all(&U32.to_le_bytes())?;
-            w.write_all(&v.to_le_bytes())
-        }
-        MetaValue::F32(v) => {
-            w.write_all(&F32.to_le_bytes())?;
-            w.write_all(&v.to_le_bytes())
-        }
-        MetaValue::Bool(v) => {
-            w.write_all(&BOOL.to_le_bytes())?;
-            w.write_all(&[u8::from(*v)])
-        }
-        MetaValue::Str(s) => {
-            w.write_all(&STRING.to_le_bytes())?;
-            write_str(w, s)
-        }
-        MetaValue::StrArray(items) => {
-            w.write_all(&ARRAY.to_le_bytes())?;
-            w.write_all(&STRING.to_le_bytes())?;
-            w.write_all(&(items.len() as u64).to_le_bytes())?;
-            items.iter().try_for_each(|s| write_str(w, s))
-        }
-        MetaValue::I32Array(items) => {
-            w.write_all(&ARRAY.to_le_bytes())?;
-            w.write_all(&I32.to_le_bytes())?;
-            w.write_all(&(items.len() as u64).to_le_bytes())?;
-            items.iter().try_for_each(|v| w.write_all(&v.to_le_bytes()))
-        }
-    }
-}
-
-fn padding(offset: u64) -> u64 {
-    (ALIGNMENT - offset % ALIGNMENT) % ALIGNMENT
-}
-
-/// One element of `data` (in `from`'s encoding) as F32.
-fn to_f32(from: Dtype, bytes: &[u8]) -> f32 {
-    match from {
-        Dtype::F16 => half::f16::from_le_bytes([bytes[0], bytes[1]]).to_f32(),
-        Dtype::Bf16 => half::bf16::from_le_bytes([bytes[0], bytes[1]]).to_f32(),
-        _ => f32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]),
-    }
-}
-
 /// Writes one tensor's data: rows reordered for the rotary layout where asked, norms widened to F32.
 fn write_tensor(w: &mut impl Write, t: &PlannedTensor, data: &[u8]) -> Result<(), String> {
     let elem = t.source.size();
@@ -674,29 +331,9 @@ pub fn convert(model: &HfModel, out: &Path) -> Result<(), LlmError> {
     let mut w = BufWriter::with_capacity(1 << 20, tmp.as_file());
     let io = |e: std::io::Error| LlmError::io(format!("cannot write {}", out.display()), e);
 
-    let mut head = Vec::new();
-    head.extend_from_slice(b"GGUF");
-    head.extend_from_slice(&3u32.to_le_bytes());
-    head.extend_from_slice(&(model.tensors.len() as u64).to_le_bytes());
-    head.extend_from_slice(&(model.metadata.len() as u64).to_le_bytes());
-    for (key, value) in &model.metadata {
-        write_str(&mut head, key).map_err(io)?;
-        write_value(&mut head, value).map_err(io)?;
-    }
-    let mut offset = 0u64;
-    for t in &model.tensors {
-        write_str(&mut head, &t.gguf_name).map_err(io)?;
-        head.extend_from_slice(&(t.shape.len() as u32).to_le_bytes());
-        // GGUF lists dimensions innermost first.
-        for d in t.shape.iter().rev() {
-            head.extend_from_slice(&d.to_le_bytes());
-        }
-        head.extend_from_slice(&(t.target as u32).to_le_bytes());
-        head.extend_from_slice(&offset.to_le_bytes());
-        let bytes = t.shape.iter().product::<u64>() * t.target.size();
-        offset += bytes + padding(bytes);
-    }
-    head.resize(head.len() + padding(head.len() as u64) as usize, 0);
+    let tensors: Vec<(&str, &[u64], GgmlType)> =
+        model.tensors.iter().map(|t| (t.gguf_name.as_str(), t.shape.as_slice(), t.target)).collect();
+    let head = gguf::header(&model.metadata, &tensors);
     w.write_all(&head).map_err(io)?;
 
     let mut files: HashMap<&Path, File> = HashMap::new();
@@ -712,7 +349,7 @@ pub fn convert(model: &HfModel, out: &Path) -> Result<(), LlmError> {
             .map_err(|e| LlmError::io(format!("cannot read {} from {}", t.hf_name, t.file.display()), e))?;
         write_tensor(&mut w, t, &data).map_err(fail)?;
         let bytes = t.shape.iter().product::<u64>() * t.target.size();
-        w.write_all(&vec![0u8; padding(bytes) as usize]).map_err(io)?;
+        w.write_all(&vec![0u8; gguf::padding(bytes) as usize]).map_err(io)?;
     }
     w.flush().map_err(io)?;
     drop(w);
@@ -797,19 +434,6 @@ mod tests {
         let mut out = Vec::new();
         write_tensor(&mut out, &t, &data).unwrap();
         assert_eq!(out, [1.5f32, -2.0].iter().flat_map(|f| f.to_le_bytes()).collect::<Vec<u8>>());
-    }
-
-    #[test]
-    fn pre_tokenizers_map_to_llama_cpp_names_and_unknown_ones_are_refused() {
-        let smollm = serde_json::json!({"pre_tokenizer": {"type": "Sequence", "pretokenizers": [
-            {"type": "Digits", "individual_digits": true},
-            {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true}]}});
-        assert_eq!(pre_tokenizer_name(&smollm).unwrap(), "smollm");
-        let gpt2 = serde_json::json!({"pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false}});
-        assert_eq!(pre_tokenizer_name(&gpt2).unwrap(), "gpt-2");
-        let metaspace = serde_json::json!({"pre_tokenizer": {"type": "Metaspace"}});
-        let err = pre_tokenizer_name(&metaspace).unwrap_err();
-        assert!(err.contains("Metaspace") && err.contains("convert_hf_to_gguf"), "{err}");
     }
 
     #[test]

@@ -22,10 +22,9 @@ use super::routes::prelude;
 use super::state::LlmState;
 use super::stream::{SseWriter, sse_body};
 
-/// Response header with the prompt's token count (every generation and embedding answer).
-pub const PROMPT_TOKENS_HEADER: &str = "x-sluice-prompt-tokens";
-/// Response header with the generated token count (non-streaming answers).
-pub const COMPLETION_TOKENS_HEADER: &str = "x-sluice-completion-tokens";
+pub use sluice_domain::engine_headers::{
+    COMPLETION_TOKENS as COMPLETION_TOKENS_HEADER, PROMPT_TOKENS as PROMPT_TOKENS_HEADER,
+};
 
 pub async fn chat_completions(
     State(state): State<Arc<LlmState>>,

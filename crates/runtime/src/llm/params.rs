@@ -12,7 +12,7 @@ use super::error::{ApiError, body_loc};
 /// The request header that says what to do with top-level keys the API does not define.
 pub const EXTRA_PARAMETERS_HEADER: &str = "extra-parameters";
 /// The request header the gateway sets with the milliseconds left of the request's budget.
-pub const DEADLINE_HEADER: &str = "x-sluice-deadline-ms";
+pub use sluice_domain::engine_headers::DEADLINE as DEADLINE_HEADER;
 
 /// The `extra-parameters` header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
