@@ -5,7 +5,10 @@
 set -euo pipefail
 missing=()
 command -v cmake >/dev/null || missing+=(cmake)
-ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || [ -n "${LIBCLANG_PATH:-}" ] || missing+=(libclang-dev)
+# bindgen loads libclang.so or libclang-N.so (package libclang1-N); libclang-cpp.so, which other
+# packages bring, does not count.
+ls /usr/lib/llvm-*/lib/libclang.so* /usr/lib/llvm-*/lib/libclang-[0-9]*.so* >/dev/null 2>&1 \
+  || [ -n "${LIBCLANG_PATH:-}" ] || missing+=(libclang-dev)
 command -v c++ >/dev/null || missing+=(g++)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
