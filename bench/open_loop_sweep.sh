@@ -7,6 +7,7 @@
 #   bash bench/open_loop_sweep.sh 1000 6000 11000 13600
 #   PREFIX="chrt -b 0" bash bench/open_loop_sweep.sh 13600      # the server tree under SCHED_BATCH
 #   REPLICA_PREFIX="chrt -b -p 0" bash bench/open_loop_sweep.sh 13600   # only the replica's threads
+#   THREADS=1 bash bench/open_loop_sweep.sh 1000    # also CPU and context switches per thread
 #
 # Env: SLUICE_BIN and LOADGEN (default target/release/...; build them with `cargo build --release
 # -p sluice -p sluice-loadgen`), DURATION (s per rate, default 10), PREFIX (a command put before
@@ -19,6 +20,8 @@ BIN=${SLUICE_BIN:-$ROOT/target/release/sluice}
 LOADGEN=${LOADGEN:-$ROOT/target/release/sluice-loadgen}
 DURATION=${DURATION:-10}
 export ORT_DYLIB_PATH=${ORT_DYLIB_PATH:-$HOME/.cache/sluice/onnxruntime-1.31.1/libonnxruntime.so.1.31.1}
+# Not there yet (a new machine): the replica provisions ONNX Runtime from PyPI into its cache.
+[ -f "$ORT_DYLIB_PATH" ] || unset ORT_DYLIB_PATH
 WORK=$(mktemp -d)
 SERVER=""
 cleanup() { [ -n "$SERVER" ] && kill -- "-$SERVER" 2>/dev/null; rm -rf "$WORK"; }
@@ -56,19 +59,42 @@ snapshot() {
   done
   echo "$cpu $cs $flt"
 }
+# CPU 1's idle (idle + iowait) and steal ticks from /proc/stat, and the time: the whole core, whatever
+# ran on it. Idle time is measured at each idle entry and exit, so busy = elapsed - idle is exact,
+# unlike the busy columns, which are sampled by a tick that stops while the core is idle.
+core() { awk -v now="$(date +%s.%N)" '$1 == "cpu1" { print $5 + $6, $9, now }' /proc/stat; }
+# Per thread of the server tree: name, CPU ticks and context switches (THREADS=1 prints them).
+threads() {
+  local p t
+  for p in $PIDS; do for t in /proc/"$p"/task/*; do
+    [ -r "$t/stat" ] || continue
+    printf '%s/%s/%s %s %s %s\n' "$p" "${t##*/}" "$(tr ' ' '_' < "$t/comm")" \
+      "$(sed 's/^.*) //' "$t/stat" | awk '{print $12 + $13}')" "$(awk '/^voluntary_ctxt/{print $2}' "$t/status")" "$(awk '/^nonvoluntary_ctxt/{print $2}' "$t/status")"
+  done; done | sort
+}
 HZ=$(getconf CLK_TCK)
 echo "server pids: $PIDS; $DURATION s per rate (+2 s warm-up); ${PREFIX:+prefix: $PREFIX}${REPLICA_PREFIX:+ replicas: $REPLICA_PREFIX}"
 for rate in "$@"; do
   read -r c0 s0 f0 < <(snapshot)
+  read -r i0 st0 t0 < <(core)
+  [ -n "${THREADS:-}" ] && threads > "$WORK/threads0"
   out=$(nice -n -20 taskset -c 0 "$LOADGEN" --url "$URL/endpoints/lr-ep/score" --body "$ROOT/testdata/models/lr20/v2_X.json" \
         --header "Authorization: Bearer $KEY" --rate "$rate" --duration "$DURATION" --warmup 2 | tail -1)
   read -r c1 s1 f1 < <(snapshot)
-  python3 - "$out" "$rate" "$DURATION" "$((c1 - c0))" "$((s1 - s0))" "$((f1 - f0))" "$HZ" <<'EOF'
+  read -r i1 st1 t1 < <(core)
+  python3 - "$out" "$rate" "$DURATION" "$((c1 - c0))" "$((s1 - s0))" "$((f1 - f0))" "$HZ" "$((i1 - i0))" "$((st1 - st0))" "$t0" "$t1" <<'EOF'
 import json, sys
-r = json.loads(sys.argv[1]); rate, dur, ticks, cs, flt, hz = map(float, sys.argv[2:])
+r = json.loads(sys.argv[1]); rate, dur, ticks, cs, flt, hz, idle, steal, t0, t1 = map(float, sys.argv[2:])
+elapsed = t1 - t0
 sent = r["ok"] * (dur + 2) / dur
 print(f"rate {rate:.0f}: achieved {r['achieved_rps']:.0f} req/s, p50 {r['p50_us'] / 1000:.2f} p99 {r['p99_us'] / 1000:.2f} "
       f"p99.9 {r['p999_us'] / 1000:.2f} ms, errors {r['errors']}, server CPU {1e6 * ticks / hz / sent:.1f} us/req, "
-      f"{cs / sent:.2f} context switches/req, {flt / sent:.3f} minor faults/req")
+      f"{cs / sent:.2f} context switches/req, {flt / sent:.3f} minor faults/req, "
+      f"CPU 1 busy {100 * (1 - idle / hz / elapsed):.0f} % (steal {100 * steal / hz / elapsed:.1f} %)")
 EOF
+  if [ -n "${THREADS:-}" ]; then
+    threads > "$WORK/threads1"
+    join "$WORK/threads0" "$WORK/threads1" | awk -v n="$rate" -v d="$DURATION" -v hz="$HZ" \
+      '{ sent = n * (d + 2); printf "  %-40s %7.1f us/req %6.2f voluntary + %4.2f involuntary switches/req\n", $1, 1e6 * ($5 - $2) / hz / sent, ($6 - $3) / sent, ($7 - $4) / sent }'
+  fi
 done

@@ -50,7 +50,8 @@ impl tower::Service<Uri> for ReplicaConnector {
             if cfg!(target_os = "linux")
                 && loopback
                 && let Some(port) = uri.port_u16()
-                && let Ok(stream) = tokio::net::UnixStream::connect(sluice_domain::replica_socket_name(port)).await
+                && let Ok(stream) =
+                    sluice_net::QuietUnixStream::connect(&sluice_domain::replica_socket_name(port)).await
             {
                 return Ok(ReplicaStream::Unix(TokioIo::new(stream)));
             }
@@ -63,7 +64,7 @@ impl tower::Service<Uri> for ReplicaConnector {
 /// A connection to a replica, over TCP or its Unix socket.
 pub enum ReplicaStream {
     Tcp(TokioIo<tokio::net::TcpStream>),
-    Unix(TokioIo<tokio::net::UnixStream>),
+    Unix(TokioIo<sluice_net::QuietUnixStream>),
 }
 
 impl hyper_util::client::legacy::connect::Connection for ReplicaStream {

@@ -150,7 +150,7 @@ fn run_server(models: ModelSet, config: ServerConfig, listen: SocketAddr) -> Res
 
 /// On loopback, the Unix socket of the port the replica listens on (the same routes, for the gateway on this
 /// machine); elsewhere none.
-pub(crate) fn loopback_unix_listener(address: SocketAddr) -> Option<tokio::net::UnixListener> {
+pub(crate) fn loopback_unix_listener(address: SocketAddr) -> Option<sluice_net::QuietUnixListener> {
     address.ip().is_loopback().then(|| bind_replica_socket(address.port())).flatten()
 }
 
@@ -174,12 +174,12 @@ pub(crate) async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
 
 /// Binds the abstract Unix socket for `port` (see `sluice_domain::replica_socket_name`); `None`, with a warning,
 /// when that is not possible: the replica then answers on TCP only, which the gateway falls back to.
-fn bind_replica_socket(port: u16) -> Option<tokio::net::UnixListener> {
+fn bind_replica_socket(port: u16) -> Option<sluice_net::QuietUnixListener> {
     if !cfg!(target_os = "linux") {
         return None;
     }
     match tokio::net::UnixListener::bind(sluice_domain::replica_socket_name(port)) {
-        Ok(listener) => Some(listener),
+        Ok(listener) => Some(sluice_net::QuietUnixListener(listener)),
         Err(e) => {
             tracing::warn!(port, error = %e, "cannot listen on the replica's Unix socket; serving on TCP only");
             None
