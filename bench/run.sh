@@ -59,11 +59,15 @@ done
 # Kit peers: by default MLServer (+ Triton) beside the ONNX rows; none for a scoring-script-only run.
 if [ -z "${PEERS:-}" ]; then
   if [ -n "$NATIVE_MODES" ]; then PEERS=mlserver-onnx; else PEERS=none; fi
-  # Triton, KServe and BentoML join when their kit venvs exist (WITH_TRITON=1 / WITH_PEERS=1 build them).
+  # Triton, KServe and BentoML join when their kit venvs exist, or will once the set-up below has
+  # built them (WITH_TRITON=1: Triton's; WITH_PEERS=1: all three).
   if [ "$PEERS" != none ]; then
     for pv in "triton-python-onnx pytriton" "kserve-onnx kserve" "bentoml-sklearn bentoml"; do
       read -r peer venv <<<"$pv"
-      if [ -x "${PEERS_ROOT:-/tmp/sluice-peers}/venv-$venv/bin/python" ]; then PEERS="$PEERS $peer"; fi
+      if [ -x "${PEERS_ROOT:-/tmp/sluice-peers}/venv-$venv/bin/python" ] || [ "${WITH_PEERS:-0}" = 1 ] ||
+         { [ "$venv" = pytriton ] && [ "${WITH_TRITON:-0}" = 1 ]; }; then
+        PEERS="$PEERS $peer"
+      fi
     done
   fi
 fi

@@ -1,8 +1,10 @@
 """A tiny client for sluice_worker: starts the worker as a subprocess on a temporary socket, waits
 for ``SLUICE_WORKER_READY`` and speaks the framed protocol (see python/sluice_worker/README.md)."""
 
+import atexit
 import json
 import os
+import shutil
 import socket
 import struct
 import subprocess
@@ -148,6 +150,8 @@ def start_worker(entry_script, app_root=None, env=None, python=None, timeout=60,
     """Start ``python -m sluice_worker``; returns a WorkerProcess once READY (or once it exits when
     ``expect_ready`` is False). ``python_flags=("-S",)`` hides site-packages: a bare environment."""
     sock_dir = tempfile.mkdtemp(prefix="sluice-w-")
+    # Removed when the test run ends, whether or not the test stopped its worker.
+    atexit.register(shutil.rmtree, sock_dir, True)
     sock_path = os.path.join(sock_dir, "w.sock")
     cmd = [python or sys.executable, *python_flags, "-m", "sluice_worker", "--socket", sock_path, "--entry-script", entry_script]
     if app_root:
