@@ -196,3 +196,49 @@ async fn the_listener_serves_http_over_quiet_streams() {
     server.abort();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// This thread's `read(2)` calls so far (`syscr` in `/proc/thread-self/io`), the file's own read
+/// included (`read_to_string` takes a few).
+fn reads_by_this_thread() -> u64 {
+    let io = std::fs::read_to_string("/proc/thread-self/io").unwrap();
+    io.lines().find_map(|l| l.strip_prefix("syscr: ")).unwrap().trim().parse().unwrap()
+}
+
+#[tokio::test] // one thread: the echo task and the test's own reads both count here
+async fn a_read_that_empties_the_socket_waits_for_the_next_message_without_reading_again() {
+    let (a, b) = UnixStream::pair().unwrap();
+    let mut a = QuietUnixStream::new(a).unwrap();
+    let mut b = QuietUnixStream::new(b).unwrap();
+    // As hyper does with a keep-alive connection: read whatever came, answer it, read again.
+    let echo = tokio::spawn(async move {
+        let mut buf = vec![0u8; 8192];
+        loop {
+            let n = b.read(&mut buf).await.unwrap();
+            if n == 0 {
+                return;
+            }
+            b.write_all(&buf[..n]).await.unwrap();
+        }
+    });
+    const ROUNDS: u64 = 200;
+    let mut buf = vec![0u8; 8192];
+    let before = reads_by_this_thread();
+    for round in 0..ROUNDS {
+        let message = [round as u8; 64];
+        a.write_all(&message).await.unwrap();
+        let mut answer = Vec::new();
+        while answer.len() < message.len() {
+            let n = a.read(&mut buf).await.unwrap();
+            assert_ne!(n, 0, "the echo ended early");
+            answer.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(answer, message);
+    }
+    let reads = reads_by_this_thread() - before;
+    // One read per message on each side (the few over are the two reads of the counter). A stream
+    // that kept its readiness after a read that emptied the socket would try once more on each
+    // side and get EAGAIN: four per round.
+    assert!(reads <= 2 * ROUNDS + 8, "{reads} reads for {ROUNDS} round trips");
+    drop(a);
+    echo.await.unwrap();
+}
