@@ -22,11 +22,11 @@ import faulthandler
 import io
 import json
 import os
-import signal
 import sys
 import time
 import traceback
 
+from sluice_worker import stopping
 from sluice_worker.app import load_module, log_model_dir
 from sluice_worker.worker import (
     EXIT_BOOT,
@@ -470,14 +470,15 @@ class BatchWorker:
         self.stopping = False
 
     def _on_signal(self, signum, frame):
-        if self.busy:
-            self.stopping = True  # finish the mini-batch and send its reply first
-        else:
+        if self.stopping:
+            return  # a repeat: the first is being acted on
+        self.stopping = True
+        if not self.busy:
             raise _Shutdown()
+        # Busy: finish the mini-batch and send its reply first; the loop checks ``stopping``.
 
     def serve(self):
-        signal.signal(signal.SIGTERM, self._on_signal)
-        signal.signal(signal.SIGINT, self._on_signal)
+        stopping.install(self._on_signal)
         try:
             # Ready only once a SIGTERM would be handled: the scheduler may stop us at once.
             self.channel.write_line(READY_LINE)

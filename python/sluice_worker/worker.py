@@ -17,7 +17,7 @@ import threading
 import time
 import traceback
 
-from sluice_worker import protocol
+from sluice_worker import protocol, stopping
 from sluice_worker.app import App, BootError, error_response, load_module, log_model_dir, MSG_INTERNAL
 
 READY_LINE = "SLUICE_WORKER_READY"
@@ -145,10 +145,12 @@ class Server:
         self.listener = None
 
     def _on_signal(self, signum, frame):
-        if self.busy:
-            self.stopping = True  # finish and answer the current request first
-        else:
+        if self.stopping:
+            return  # a repeat: the first is being acted on
+        self.stopping = True
+        if not self.busy:
             raise _Shutdown()
+        # Busy: finish and answer the current request first; the loop checks ``stopping``.
 
     def bind(self):
         try:
@@ -161,8 +163,7 @@ class Server:
         self.listener = listener
 
     def serve_forever(self):
-        signal.signal(signal.SIGTERM, self._on_signal)
-        signal.signal(signal.SIGINT, self._on_signal)
+        stopping.install(self._on_signal)
         try:
             # Ready only once a SIGTERM would be handled: the supervisor may stop us at once.
             sys.__stdout__.write(READY_LINE + "\n")

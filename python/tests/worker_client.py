@@ -2,6 +2,7 @@
 for ``SLUICE_WORKER_READY`` and speaks the framed protocol (see python/sluice_worker/README.md)."""
 
 import atexit
+import ctypes
 import json
 import os
 import shutil
@@ -177,3 +178,14 @@ def start_worker(entry_script, app_root=None, env=None, python=None, timeout=60,
             return w
     proc.kill()
     raise RuntimeError(f"worker not READY within {timeout}s:\n{w.stderr}")
+
+
+def signal_other_thread(pid, signum):
+    """Send ``signum`` to a thread of process ``pid`` other than its main thread (``tgkill``), as
+    the kernel may do with a signal sent to the whole process."""
+    tids = sorted(int(t) for t in os.listdir(f"/proc/{pid}/task") if int(t) != pid)
+    assert tids, f"process {pid} has no thread but its main one"
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.tgkill(pid, tids[0], signum) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
