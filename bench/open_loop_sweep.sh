@@ -8,6 +8,8 @@
 #   PREFIX="chrt -b 0" bash bench/open_loop_sweep.sh 13600      # the server tree under SCHED_BATCH
 #   REPLICA_PREFIX="chrt -b -p 0" bash bench/open_loop_sweep.sh 13600   # only the replica's threads
 #   THREADS=1 bash bench/open_loop_sweep.sh 1000    # also CPU and context switches per thread
+#   STRACE=1 bash bench/open_loop_sweep.sh 500      # also syscalls per request, per process (strace -c;
+#                                                   # strace slows the server: read its CPU columns as void)
 #
 # Env: SLUICE_BIN and LOADGEN (default target/release/...; build them with `cargo build --release
 # -p sluice -p sluice-loadgen`), DURATION (s per rate, default 10), PREFIX (a command put before
@@ -78,6 +80,11 @@ for rate in "$@"; do
   read -r c0 s0 f0 < <(snapshot)
   read -r i0 st0 t0 < <(core)
   [ -n "${THREADS:-}" ] && threads > "$WORK/threads0"
+  STRACES=()
+  if [ -n "${STRACE:-}" ]; then
+    for p in $PIDS; do strace -f -c -o "$WORK/strace.$p" -p "$p" 2> /dev/null & STRACES+=($!); done
+    sleep 0.5  # attached before the first request
+  fi
   out=$(nice -n -20 taskset -c 0 "$LOADGEN" --url "$URL/endpoints/lr-ep/score" --body "$ROOT/testdata/models/lr20/v2_X.json" \
         --header "Authorization: Bearer $KEY" --rate "$rate" --duration "$DURATION" --warmup 2 | tail -1)
   read -r c1 s1 f1 < <(snapshot)
@@ -96,5 +103,15 @@ EOF
     threads > "$WORK/threads1"
     join "$WORK/threads0" "$WORK/threads1" | awk -v n="$rate" -v d="$DURATION" -v hz="$HZ" \
       '{ sent = n * (d + 2); printf "  %-40s %7.1f us/req %6.2f voluntary + %4.2f involuntary switches/req\n", $1, 1e6 * ($5 - $2) / hz / sent, ($6 - $3) / sent, ($7 - $4) / sent }'
+  fi
+  if [ ${#STRACES[@]} -gt 0 ]; then
+    kill -INT "${STRACES[@]}" 2> /dev/null; wait "${STRACES[@]}" 2> /dev/null || true
+    for p in $PIDS; do
+      echo "  syscalls per request, pid $p ($(cat "/proc/$p/comm" 2> /dev/null)), warm-up included:"
+      # strace -c rows: % time, seconds, usecs/call, calls, [errors,] syscall.
+      awk -v n="$rate" -v d="$DURATION" '$1 ~ /^[0-9.]+$/ && $NF != "total" {
+          sent = n * (d + 2); calls = $4 / sent; errors = (NF == 6 ? $5 : 0) / sent
+          if (calls >= 0.01) printf "    %-16s %6.2f calls %6.2f errors\n", $NF, calls, errors }' "$WORK/strace.$p"
+    done
   fi
 done

@@ -54,13 +54,13 @@ def _resend(read_fd, main, handled):
             return
         if not data:
             return
-        stop = [signum for signum in data if signum in STOP_SIGNALS]
-        if not stop:
+        signum = next((s for s in data if s in STOP_SIGNALS), None)
+        if signum is None:
             continue  # a signal the user's code handles: not ours
         delay = _RESEND_FIRST_S
         while not handled.wait(delay):
             try:
-                signal.pthread_kill(main, stop[0])
+                signal.pthread_kill(main, signum)
             except (OSError, ValueError):
                 return  # the main thread is gone: the process is ending
             delay = min(2 * delay, _RESEND_MAX_S)

@@ -338,11 +338,8 @@ def test_sigterm_between_mini_batches_exits_0_at_once(start, tmp_path):
 def test_sigterm_taken_by_another_thread_stops_a_worker_waiting_for_work(start, tmp_path):
     """A SIGTERM the kernel hands to a thread the user's init() started, while the main thread
     waits on its standard input, still stops the worker."""
-    driver = write(tmp_path / "threaded.py", "import threading, time\n"
-                   "def init():\n"
-                   "    threading.Thread(target=time.sleep, args=(3600,), daemon=True).start()\n"
-                   "def run(mini_batch):\n"
-                   "    return [str(len(mini_batch))]\n")
+    driver = write(tmp_path / "threaded.py",
+                   worker_client.THREAD_IN_INIT + "def run(mini_batch):\n    return [str(len(mini_batch))]\n")
     w = start("--entry-script", driver)
     worker_client.signal_other_thread(w.proc.pid, signal.SIGTERM)
     assert w.wait() == 0

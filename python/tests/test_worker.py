@@ -373,19 +373,12 @@ def test_sigterm_when_idle(start):
     assert w.proc.wait(5) == 0
 
 
-THREAD_IN_INIT = ("import threading, time\n"
-                  "def init():\n"
-                  "    threading.Thread(target=time.sleep, args=(3600,), daemon=True).start()\n"
-                  "def run(raw_data):\n"
-                  "    return 'ok'\n")
-
-
 @pytest.mark.parametrize("connected", [False, True], ids=["waiting-for-a-connection", "waiting-for-a-request"])
 def test_sigterm_taken_by_another_thread_stops_a_waiting_worker(tmp_path, connected):
     """The kernel may hand a SIGTERM for the process to any of its threads; the main thread,
     blocked in accept or recv, is then not interrupted, and Python runs handlers only there."""
     script = tmp_path / "score.py"
-    script.write_text(THREAD_IN_INIT)
+    script.write_text(worker_client.THREAD_IN_INIT + "def run(raw_data):\n    return 'ok'\n")
     w = worker_client.start_worker(str(script))
     try:
         if connected:

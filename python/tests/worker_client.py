@@ -180,6 +180,13 @@ def start_worker(entry_script, app_root=None, env=None, python=None, timeout=60,
     raise RuntimeError(f"worker not READY within {timeout}s:\n{w.stderr}")
 
 
+# The start of a scoring script (online or batch) whose init() starts a thread that stays alive:
+# a thread other than the main one, for signal_other_thread.
+THREAD_IN_INIT = ("import threading, time\n"
+                  "def init():\n"
+                  "    threading.Thread(target=time.sleep, args=(3600,), daemon=True).start()\n")
+
+
 def signal_other_thread(pid, signum):
     """Send ``signum`` to a thread of process ``pid`` other than its main thread (``tgkill``), as
     the kernel may do with a signal sent to the whole process."""
