@@ -8,6 +8,8 @@
 #   PREFIX="chrt -b 0" bash bench/open_loop_sweep.sh 13600      # the server tree under SCHED_BATCH
 #   REPLICA_PREFIX="chrt -b -p 0" bash bench/open_loop_sweep.sh 13600   # only the replica's threads
 #   THREADS=1 bash bench/open_loop_sweep.sh 1000    # also CPU and context switches per thread
+#   SPIN=1 bash bench/open_loop_sweep.sh 1000       # a SCHED_IDLE busy loop on CPU 1 keeps its vCPU from
+#                                                   # halting when the server is idle (the "foreign CPU" is it)
 #   STRACE=1 bash bench/open_loop_sweep.sh 500      # also syscalls per request, per process (strace -c;
 #                                                   # strace slows the server: read its CPU columns as void)
 #
@@ -26,8 +28,17 @@ export ORT_DYLIB_PATH=${ORT_DYLIB_PATH:-$HOME/.cache/sluice/onnxruntime-1.31.1/l
 [ -f "$ORT_DYLIB_PATH" ] || unset ORT_DYLIB_PATH
 WORK=$(mktemp -d)
 SERVER=""
-cleanup() { [ -n "$SERVER" ] && kill -- "-$SERVER" 2>/dev/null; rm -rf "$WORK"; }
+SPINNER=""
+cleanup() {
+  [ -n "$SERVER" ] && kill -- "-$SERVER" 2>/dev/null
+  [ -n "$SPINNER" ] && kill "$SPINNER" 2>/dev/null
+  rm -rf "$WORK"
+}
 trap cleanup EXIT
+if [ -n "${SPIN:-}" ]; then
+  taskset -c 1 chrt -i 0 bash -c 'while :; do :; done' &
+  SPINNER=$!
+fi
 
 # shellcheck disable=SC2086
 setsid nice -n -20 taskset -c 1 ${PREFIX:-} "$BIN" server --addr 127.0.0.1:0 --data-dir "$WORK/data" > "$WORK/server.log" 2>&1 &
