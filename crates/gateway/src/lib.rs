@@ -12,6 +12,7 @@ pub mod admission;
 pub mod auth;
 mod collector;
 mod mirror;
+mod names;
 mod proxy;
 mod routes;
 pub mod serverless;

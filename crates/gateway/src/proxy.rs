@@ -4,6 +4,7 @@
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::Response;
+use crate::names::{self, HOP_BY_HOP};
 use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
@@ -140,19 +141,6 @@ impl hyper::rt::Write for ReplicaStream {
     }
 }
 
-/// Headers that describe one connection, not the request; never forwarded.
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "host",
-];
-
 /// The parts of a client request that every attempt (and a mirrored copy) re-sends.
 #[derive(Clone)]
 pub(crate) struct Outgoing {
@@ -167,13 +155,13 @@ impl Outgoing {
     /// Strips what belongs to the client's hop (and its credential) and stamps the request id.
     pub fn new(method: Method, path_and_query: String, mut headers: HeaderMap, body: Bytes, request_id: &str) -> Self {
         for h in HOP_BY_HOP {
-            headers.remove(*h);
+            headers.remove(h);
         }
         // The caller's credential is for the gateway; the replica never sees it.
         headers.remove(http::header::AUTHORIZATION);
-        headers.remove("api-key");
+        headers.remove(names::API_KEY);
         if let Ok(v) = HeaderValue::from_str(request_id) {
-            headers.insert("x-request-id", v);
+            headers.insert(names::REQUEST_ID, v);
         }
         Self { method, path_and_query, headers, body }
     }
@@ -235,7 +223,7 @@ fn closed_before_answer(e: &hyper_util::client::legacy::Error) -> bool {
 pub(crate) fn client_response(resp: hyper::Response<Incoming>, map_model_errors: bool) -> Response {
     let (mut parts, body) = resp.into_parts();
     for h in HOP_BY_HOP {
-        parts.headers.remove(*h);
+        parts.headers.remove(h);
     }
     if map_model_errors && !parts.status.is_success() {
         let original = parts.status;

@@ -12,6 +12,7 @@ use crate::admission::{Admissions, Refusal};
 use crate::auth::{TokenSigner, constant_time_eq, key_hash};
 use crate::collector::{DataCollector, Payload};
 use crate::mirror::{MirrorCopy, MirrorLimits, dispatch};
+use crate::names;
 use crate::proxy::{Outgoing, ReplicaClient, SendError, client_response, send};
 use crate::stats::TrafficStats;
 use crate::table::{DeploymentRoute, EndpointRoute, ReplicaAddrs, RoutingTable};
@@ -147,7 +148,7 @@ async fn handle(
     // One structured line per request: failures the deployment owns at warn, the rest at debug
     // (`RUST_LOG=sluice_gateway=debug` for an access log).
     let status = response.status();
-    let served_by = response.headers().get(DEPLOYMENT_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let served_by = response.headers().get(names::DEPLOYMENT).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     if is_failure(status) {
         tracing::warn!(request_id = %request_id, endpoint = %endpoint, deployment = %served_by, %method, path = %rest, status = status.as_u16(), ms, "request failed");
@@ -159,8 +160,8 @@ async fn handle(
     }
     trace.finish(status.as_u16());
     if let Ok(v) = HeaderValue::from_str(&request_id) {
-        response.headers_mut().insert("x-request-id", v.clone());
-        response.headers_mut().insert("x-ms-request-id", v);
+        response.headers_mut().insert(names::REQUEST_ID, v.clone());
+        response.headers_mut().insert(names::MS_REQUEST_ID, v);
     }
     response
 }
@@ -188,7 +189,7 @@ async fn route(
             return message(StatusCode::PAYLOAD_TOO_LARGE, format!("request body over {} MiB", MAX_BODY_BYTES >> 20));
         }
     };
-    let pinned = parts.headers.get(DEPLOYMENT_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let pinned = parts.headers.get(names::DEPLOYMENT).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let (deployment, dep) = match choose(ep, endpoint, pinned.as_deref()) {
         Ok(d) => d,
         Err(text) => return message(StatusCode::NOT_FOUND, text),
@@ -406,7 +407,7 @@ fn is_failure(status: StatusCode) -> bool {
 
 fn with_deployment(mut r: Response, deployment: &str) -> Response {
     if let Ok(v) = HeaderValue::from_str(deployment) {
-        r.headers_mut().insert(DEPLOYMENT_HEADER, v);
+        r.headers_mut().insert(names::DEPLOYMENT, v);
     }
     r
 }
@@ -420,7 +421,7 @@ fn authorized(tokens: &TokenSigner, ep: &EndpointRoute, headers: &HeaderMap) -> 
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
-    let presented = bearer.or_else(|| headers.get("api-key").and_then(|v| v.to_str().ok())).map(str::trim);
+    let presented = bearer.or_else(|| headers.get(names::API_KEY).and_then(|v| v.to_str().ok())).map(str::trim);
     let Some(presented) = presented.filter(|p| !p.is_empty()) else { return false };
     match ep.auth_mode {
         AuthMode::Key => {
@@ -437,7 +438,7 @@ fn authorized(tokens: &TokenSigner, ep: &EndpointRoute, headers: &HeaderMap) -> 
 /// The caller's `x-request-id` when it is a sane length, else a fresh UUID.
 pub(crate) fn request_id(headers: &HeaderMap) -> String {
     headers
-        .get("x-request-id")
+        .get(names::REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 100)
         .map(str::to_owned)

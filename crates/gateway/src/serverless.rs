@@ -273,8 +273,8 @@ pub(crate) async fn handle(
     tracing::debug!(request_id = %request_id, serverless = %name, path = %rest, status = status.as_u16(),
         ms = started.elapsed().as_secs_f64() * 1000.0, "serverless request");
     if let Ok(v) = HeaderValue::from_str(&request_id) {
-        response.headers_mut().insert("x-request-id", v.clone());
-        response.headers_mut().insert("x-ms-request-id", v);
+        response.headers_mut().insert(crate::names::REQUEST_ID, v.clone());
+        response.headers_mut().insert(crate::names::MS_REQUEST_ID, v);
     }
     response
 }
@@ -337,7 +337,7 @@ fn key_of(route: &ServerlessRoute, headers: &HeaderMap) -> Option<KeyName> {
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
-    let api_key = headers.get("api-key").and_then(|v| v.to_str().ok());
+    let api_key = headers.get(crate::names::API_KEY).and_then(|v| v.to_str().ok());
     for candidate in [api_key, bearer].into_iter().flatten() {
         let h = key_hash(candidate.trim());
         if constant_time_eq(&h, &route.key_hashes[0]) {
