@@ -14,7 +14,9 @@
 #                                                   # strace slows the server: read its CPU columns as void)
 #
 # Env: SLUICE_BIN and LOADGEN (default target/release/...; build them with `cargo build --release
-# -p sluice -p sluice-loadgen`), DURATION (s per rate, default 10), PREFIX (a command put before
+# -p sluice -p sluice-loadgen`), DURATION (s per rate, default 10), CONNECTIONS (the load generator's
+# connections, default 64), MAX_CONCURRENT (the deployment's max_concurrent_requests_per_instance,
+# default 32), PREFIX (a command put before
 # `sluice server`), ORT_DYLIB_PATH (default ~/.cache/sluice's). Run as root on a quiet machine; no
 # network namespace (unlike run.sh), so numbers are comparable within one sweep, not with run.sh's.
 set -euo pipefail
@@ -48,7 +50,7 @@ URL=$(sed -n 's/^SLUICE_LISTENING //p' "$WORK/server.log" | head -1)
 [ -n "$URL" ] || { cat "$WORK/server.log" >&2; exit 1; }
 cli() { "$BIN" --server "$URL" --data-dir "$WORK/data" "$@"; }
 printf 'name: lr-ep\nauth_mode: key\n' > "$WORK/ep.yml"
-printf 'name: blue\nendpoint_name: lr-ep\nmodel: azureml:lr:1\ninstance_type: cpu=1,memory=1Gi\ninstance_count: 1\nrequest_settings:\n  max_concurrent_requests_per_instance: 32\n' > "$WORK/dep.yml"
+printf 'name: blue\nendpoint_name: lr-ep\nmodel: azureml:lr:1\ninstance_type: cpu=1,memory=1Gi\ninstance_count: 1\nrequest_settings:\n  max_concurrent_requests_per_instance: '"${MAX_CONCURRENT:-32}"'\n' > "$WORK/dep.yml"
 cli model create --name lr --version 1 --type triton_model --path "$ROOT/testdata/models/lr20/model_repository" > /dev/null
 cli online-endpoint create --file "$WORK/ep.yml" > /dev/null
 cli online-deployment create --file "$WORK/dep.yml" --all-traffic > /dev/null
@@ -97,7 +99,7 @@ for rate in "$@"; do
     sleep 0.5  # attached before the first request
   fi
   out=$(nice -n -20 taskset -c 0 "$LOADGEN" --url "$URL/endpoints/lr-ep/score" --body "$ROOT/testdata/models/lr20/v2_X.json" \
-        --header "Authorization: Bearer $KEY" --rate "$rate" --duration "$DURATION" --warmup 2 | tail -1)
+        --header "Authorization: Bearer $KEY" --rate "$rate" --duration "$DURATION" --warmup 2 --connections "${CONNECTIONS:-64}" | tail -1)
   read -r c1 s1 f1 < <(snapshot)
   read -r i1 st1 t1 < <(core)
   python3 - "$out" "$rate" "$DURATION" "$((c1 - c0))" "$((s1 - s0))" "$((f1 - f0))" "$HZ" "$((i1 - i0))" "$((st1 - st0))" "$t0" "$t1" <<'EOF'

@@ -126,7 +126,7 @@ if [ "${1:-}" = setup ]; then prerequisites all; log "setup done"; exit 0; fi
 # --- 1. the release binary ---------------------------------------------------------------
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 case $TARGET in /*) ;; *) TARGET=$ROOT/$TARGET;; esac
-BIN=$TARGET/release/sluice
+BIN=${SLUICE_BIN:-$TARGET/release/sluice}  # SLUICE_BIN with SKIP_BUILD=1: another build, for an A/B
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
   log "cargo build --release -p sluice"
   (cd "$ROOT" && cargo build --release -p sluice)

@@ -1,10 +1,10 @@
 //! One proxied hop to a replica: pooled HTTP/1.1 over loopback (a local native replica's Unix socket, else TCP),
 //! with the deployment's deadline.
 
+use crate::names::{self, HOP_BY_HOP};
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::Response;
-use crate::names::{self, HOP_BY_HOP};
 use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
@@ -249,6 +249,28 @@ mod tests {
         let uri: Uri = format!("http://127.0.0.1:{port}/").parse().unwrap();
         let resp = client.request(hyper::Request::get(uri).body(Body::empty()).unwrap()).await.expect("answer");
         String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
+    }
+
+    #[test]
+    fn the_replica_gets_neither_the_clients_hop_headers_nor_its_credential() {
+        let mut h = HeaderMap::new();
+        for (name, value) in [
+            ("connection", "keep-alive"),
+            ("keep-alive", "timeout=5"),
+            ("te", "trailers"),
+            ("host", "gateway:80"),
+            ("authorization", "Bearer secret-1"),
+            ("api-key", "secret-2"),
+            ("x-request-id", "from-the-client"),
+            ("content-type", "application/json"),
+            ("azureml-model-deployment", "blue"),
+        ] {
+            h.insert(http::HeaderName::from_static(name), HeaderValue::from_static(value));
+        }
+        let out = Outgoing::new(Method::POST, "/score".into(), h, Bytes::new(), "id-1");
+        let mut left: Vec<_> = out.headers.iter().map(|(k, v)| format!("{k}: {}", v.to_str().unwrap())).collect();
+        left.sort();
+        assert_eq!(left, ["azureml-model-deployment: blue", "content-type: application/json", "x-request-id: id-1"]);
     }
 
     #[tokio::test]

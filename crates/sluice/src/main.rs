@@ -43,6 +43,13 @@ enum Command {
     Client(sluice_cli::Command),
 }
 
+/// mimalloc instead of glibc's malloc for Rust's allocations (ONNX Runtime's C++ code keeps
+/// glibc's): the gateway makes about 50 small allocations per proxied request, and glibc's
+/// malloc/free with its bin consolidation was about 14 % of the gateway's instructions
+/// (bench/callgrind.sh; docs/performance.md, "Instructions per request").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
