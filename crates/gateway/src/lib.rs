@@ -13,6 +13,7 @@ pub mod auth;
 mod collector;
 mod mirror;
 mod names;
+mod pool;
 mod proxy;
 mod routes;
 pub mod serverless;

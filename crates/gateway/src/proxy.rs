@@ -1,80 +1,21 @@
-//! One proxied hop to a replica: pooled HTTP/1.1 over loopback (a local native replica's Unix socket, else TCP),
-//! with the deployment's deadline.
+//! One proxied hop to a replica (connections: `crate::pool`), with the deployment's deadline.
 
 use crate::names::{self, HOP_BY_HOP};
+use crate::pool::{PoolError, nothing_answered};
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::Response;
 use bytes::Bytes;
-use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-pub type ReplicaClient = Client<ReplicaConnector, Body>;
-
-pub fn replica_client() -> ReplicaClient {
-    let mut tcp = HttpConnector::new();
-    tcp.set_nodelay(true);
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(60))
-        .pool_max_idle_per_host(256)
-        .build(ReplicaConnector { tcp })
-}
-
-/// Connects to a replica: for a loopback address, through the replica's Unix socket when it has one
-/// (`sluice_domain::replica_socket_name`: native ONNX and scoring-script replicas do), which costs the kernel less per
-/// message than TCP; otherwise, and whenever that connect fails, over TCP. Connections are pooled either way.
-#[derive(Clone)]
-pub struct ReplicaConnector {
-    tcp: HttpConnector,
-}
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-impl tower::Service<Uri> for ReplicaConnector {
-    type Response = ReplicaStream;
-    type Error = BoxError;
-    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<ReplicaStream, BoxError>> + Send>>;
-
-    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), BoxError>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, uri: Uri) -> Self::Future {
-        let mut tcp = self.tcp.clone();
-        Box::pin(async move {
-            let loopback =
-                uri.host().and_then(|h| h.parse::<std::net::IpAddr>().ok()).is_some_and(|ip| ip.is_loopback());
-            if cfg!(target_os = "linux")
-                && loopback
-                && let Some(port) = uri.port_u16()
-                && let Ok(stream) =
-                    sluice_net::QuietUnixStream::connect(&sluice_domain::replica_socket_name(port)).await
-            {
-                return Ok(ReplicaStream::Unix(TokioIo::new(stream)));
-            }
-            let stream = tower::Service::call(&mut tcp, uri).await?;
-            Ok(ReplicaStream::Tcp(stream))
-        })
-    }
-}
+pub use crate::pool::{ReplicaBody, ReplicaClient};
 
 /// A connection to a replica, over TCP or its Unix socket.
 pub enum ReplicaStream {
     Tcp(TokioIo<tokio::net::TcpStream>),
     Unix(TokioIo<sluice_net::QuietUnixStream>),
-}
-
-impl hyper_util::client::legacy::connect::Connection for ReplicaStream {
-    fn connected(&self) -> hyper_util::client::legacy::connect::Connected {
-        match self {
-            Self::Tcp(s) => s.connected(),
-            Self::Unix(_) => hyper_util::client::legacy::connect::Connected::new(),
-        }
-    }
 }
 
 impl hyper::rt::Read for ReplicaStream {
@@ -181,18 +122,25 @@ pub(crate) async fn send(
     addr: SocketAddr,
     out: &Outgoing,
     timeout: Duration,
-) -> Result<hyper::Response<Incoming>, SendError> {
-    let uri: Uri = format!("http://{addr}{}", out.path_and_query).parse().map_err(|_| SendError::Failed)?;
-    let mut req = hyper::Request::builder()
-        .method(out.method.clone())
-        .uri(uri)
-        .body(Body::from(out.body.clone()))
-        .map_err(|_| SendError::Failed)?;
-    *req.headers_mut() = out.headers.clone();
-    match tokio::time::timeout(timeout, client.request(req)).await {
+) -> Result<hyper::Response<ReplicaBody>, SendError> {
+    let uri: Uri = out.path_and_query.parse().map_err(|_| SendError::Failed)?;
+    let build = || {
+        let mut req = hyper::Request::new(Body::from(out.body.clone()));
+        *req.method_mut() = out.method.clone();
+        *req.uri_mut() = uri.clone();
+        *req.headers_mut() = out.headers.clone();
+        req
+    };
+    match tokio::time::timeout(timeout, client.request(addr, build)).await {
         Err(_) => Err(SendError::Timeout),
-        Ok(Err(e)) if e.is_connect() || closed_before_answer(&e) => Err(SendError::Unreachable),
-        Ok(Err(e)) => {
+        // A replica that died with the request in hand (its connection was reset before any answer): scoring has no
+        // side effects to repeat, so the request goes to another replica, as a proxy's retry on reset does.
+        Ok(Err(PoolError::Connect(e))) => {
+            tracing::debug!(replica = %addr, error = %e, "replica unreachable");
+            Err(SendError::Unreachable)
+        }
+        Ok(Err(PoolError::Http(e))) if nothing_answered(&e) => Err(SendError::Unreachable),
+        Ok(Err(PoolError::Http(e))) => {
             tracing::warn!(replica = %addr, error = %e, "replica request failed");
             Err(SendError::Failed)
         }
@@ -200,27 +148,9 @@ pub(crate) async fn send(
     }
 }
 
-/// A pooled connection the replica closed (it was shutting down, replaced by a new generation)
-/// before answering: the replica did not take the request, so another replica may.
-/// Also a replica that died with the request in hand (its connection was reset before any
-/// answer): scoring has no side effects to repeat, so the request goes to another replica, as a
-/// proxy's retry on reset does.
-fn closed_before_answer(e: &hyper_util::client::legacy::Error) -> bool {
-    let Some(h) = std::error::Error::source(e).and_then(|s| s.downcast_ref::<hyper::Error>()) else {
-        return false;
-    };
-    let reset = std::error::Error::source(h).and_then(|s| s.downcast_ref::<std::io::Error>()).is_some_and(|io| {
-        matches!(
-            io.kind(),
-            std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::UnexpectedEof
-        )
-    });
-    h.is_incomplete_message() || h.is_canceled() || reset
-}
-
 /// Turns a replica's answer into the client's. Azure reports a scoring container's non-2xx as
 /// 424 with the original status in a header; `map_model_errors` asks for that.
-pub(crate) fn client_response(resp: hyper::Response<Incoming>, map_model_errors: bool) -> Response {
+pub(crate) fn client_response(resp: hyper::Response<ReplicaBody>, map_model_errors: bool) -> Response {
     let (mut parts, body) = resp.into_parts();
     for h in HOP_BY_HOP {
         parts.headers.remove(h);
@@ -246,8 +176,9 @@ mod tests {
     }
 
     async fn get(client: &ReplicaClient, port: u16) -> String {
-        let uri: Uri = format!("http://127.0.0.1:{port}/").parse().unwrap();
-        let resp = client.request(hyper::Request::get(uri).body(Body::empty()).unwrap()).await.expect("answer");
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let resp =
+            client.request(addr, || hyper::Request::get("/").body(Body::empty()).unwrap()).await.expect("answer");
         String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
     }
 
@@ -279,10 +210,10 @@ mod tests {
         let port = tcp.local_addr().unwrap().port();
         tokio::spawn(async move { axum::serve(tcp, answer("tcp").await).await });
         // No Unix socket yet: TCP.
-        assert_eq!(get(&replica_client(), port).await, "tcp");
+        assert_eq!(get(&ReplicaClient::new(), port).await, "tcp");
         // With the replica's socket for that port, a new client connects there.
         let unix = tokio::net::UnixListener::bind(sluice_domain::replica_socket_name(port)).unwrap();
         tokio::spawn(async move { axum::serve(unix, answer("unix").await).await });
-        assert_eq!(get(&replica_client(), port).await, "unix");
+        assert_eq!(get(&ReplicaClient::new(), port).await, "unix");
     }
 }

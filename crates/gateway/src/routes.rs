@@ -86,7 +86,7 @@ impl GatewayState {
             serverless: crate::serverless::ServerlessMeter::default(),
             serverless_timeout: crate::serverless::DEFAULT_TIMEOUT,
             collector: None,
-            client: crate::proxy::replica_client(),
+            client: ReplicaClient::new(),
             mirror_limits: MirrorLimits::default(),
             next: Arc::new(AtomicUsize::new(0)),
         }
