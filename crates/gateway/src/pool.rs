@@ -286,9 +286,13 @@ mod tests {
         (addr, accepted)
     }
 
+    /// A GET's answer, its body not read yet.
+    async fn answer(client: &ReplicaClient, addr: SocketAddr) -> hyper::Response<ReplicaBody> {
+        client.request(addr, || hyper::Request::get("/x").body(Body::empty()).unwrap()).await.expect("answer")
+    }
+
     async fn get(client: &ReplicaClient, addr: SocketAddr) -> String {
-        let resp =
-            client.request(addr, || hyper::Request::get("/x").body(Body::empty()).unwrap()).await.expect("answer");
+        let resp = answer(client, addr).await;
         String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
     }
 
@@ -313,7 +317,7 @@ mod tests {
         let (addr, accepted) = replica(Replica::KeepAlive("")).await;
         let client = ReplicaClient::new();
         for _ in 0..5 {
-            let resp = client.request(addr, || hyper::Request::get("/").body(Body::empty()).unwrap()).await.unwrap();
+            let resp = answer(&client, addr).await;
             assert_eq!(resp.status(), http::StatusCode::NO_CONTENT);
             drop(resp); // never polled
         }
@@ -325,8 +329,7 @@ mod tests {
         let (addr, accepted) = replica(Replica::KeepAlive("a body")).await;
         let client = ReplicaClient::new();
         for _ in 0..3 {
-            let resp = client.request(addr, || hyper::Request::get("/").body(Body::empty()).unwrap()).await.unwrap();
-            drop(resp);
+            drop(answer(&client, addr).await);
         }
         assert_eq!(accepted.load(Ordering::SeqCst), 3);
         assert_eq!(client.idle_count(addr), 0);
