@@ -18,7 +18,7 @@ use sluice_domain::{
 use sluice_gateway::auth::key_hash;
 use sluice_gateway::{DeploymentRoute, EndpointRoute, RoutingTable};
 use sluice_store::{DeploymentRow, Store};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -312,11 +312,11 @@ impl Reconciler {
     async fn build_routes(&self) -> Result<RoutingTable, sluice_store::StoreError> {
         let store = &self.inner.store;
         let deleting = ProvisioningState::Deleting.as_str();
-        let mut endpoints = HashMap::new();
+        let mut endpoints = sluice_gateway::FastMap::default();
         for ep in store.list_endpoints(None).await?.into_iter().filter(|e| e.provisioning_state != deleting) {
             let Ok(spec) = serde_json::from_str::<OnlineEndpointSpec>(&ep.spec_json) else { continue };
             let hash = |enc: &str| self.inner.secrets.decrypt(enc).map(|k| key_hash(&k)).unwrap_or([0xff; 32]);
-            let mut deployments = HashMap::new();
+            let mut deployments = sluice_gateway::FastMap::default();
             for d in store
                 .list_deployments(Some((&ep.workspace, &ep.name)))
                 .await?

@@ -8,7 +8,8 @@
 //! how long admitted requests held their slot). A request whose estimate was wrong is still
 //! refused when its wait actually reaches `max_queue_wait_ms`.
 
-use std::collections::{HashMap, VecDeque};
+use crate::table::FastMap;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -29,7 +30,7 @@ pub enum Refusal {
 /// Every deployment's gate, keyed by replica-set id.
 #[derive(Clone, Default)]
 pub struct Admissions {
-    gates: Arc<RwLock<HashMap<String, Arc<Gate>>>>,
+    gates: Arc<RwLock<FastMap<String, Arc<Gate>>>>,
     /// Deployments scaled to zero that a request is waiting for, and the autoscaler's wake-up.
     wanted: Arc<Mutex<std::collections::HashSet<String>>>,
     wake: Arc<tokio::sync::Notify>,

@@ -14,7 +14,7 @@
 //! once more on a new connection, and the replica's other idle connections are dropped, as
 //! hyper-util's client retries a request its pooled connection never sent.
 
-use std::collections::HashMap;
+use crate::table::FastMap;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, Weak};
@@ -44,7 +44,7 @@ pub struct ReplicaClient {
 
 #[derive(Default)]
 struct Inner {
-    idle: Mutex<HashMap<SocketAddr, Vec<Conn>>>,
+    idle: Mutex<FastMap<SocketAddr, Vec<Conn>>>,
 }
 
 struct Conn {

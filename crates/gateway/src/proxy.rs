@@ -1,6 +1,6 @@
 //! One proxied hop to a replica (connections: `crate::pool`), with the deployment's deadline.
 
-use crate::names::{self, HOP_BY_HOP};
+use crate::names;
 use crate::pool::{PoolError, nothing_answered};
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
@@ -95,12 +95,8 @@ pub(crate) struct Outgoing {
 impl Outgoing {
     /// Strips what belongs to the client's hop (and its credential) and stamps the request id.
     pub fn new(method: Method, path_and_query: String, mut headers: HeaderMap, body: Bytes, request_id: &str) -> Self {
-        for h in HOP_BY_HOP {
-            headers.remove(h);
-        }
         // The caller's credential is for the gateway; the replica never sees it.
-        headers.remove(http::header::AUTHORIZATION);
-        headers.remove(names::API_KEY);
+        names::strip(&mut headers, &[http::header::AUTHORIZATION, names::API_KEY]);
         if let Ok(v) = HeaderValue::from_str(request_id) {
             headers.insert(names::REQUEST_ID, v);
         }
@@ -152,9 +148,7 @@ pub(crate) async fn send(
 /// 424 with the original status in a header; `map_model_errors` asks for that.
 pub(crate) fn client_response(resp: hyper::Response<ReplicaBody>, map_model_errors: bool) -> Response {
     let (mut parts, body) = resp.into_parts();
-    for h in HOP_BY_HOP {
-        parts.headers.remove(h);
-    }
+    names::strip(&mut parts.headers, &[]);
     if map_model_errors && !parts.status.is_success() {
         let original = parts.status;
         parts.headers.insert("ms-azureml-model-error-statuscode", HeaderValue::from(original.as_u16()));

@@ -27,11 +27,14 @@ use http_body_util::BodyExt;
 use opentelemetry::KeyValue;
 use opentelemetry::trace::SpanKind;
 use sluice_domain::AuthMode;
+use sluice_net::hot::{Hot, HotRoute};
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
+use tower::Service;
 
 /// The header that pins a request to a deployment, and names the one that served it.
 pub const DEPLOYMENT_HEADER: &str = "azureml-model-deployment";
@@ -108,13 +111,41 @@ impl GatewayState {
 }
 
 pub fn router(state: GatewayState) -> Router {
+    shared_router(Arc::new(state))
+}
+
+/// [`router`] for a state shared with [`with_hot_route`].
+pub fn shared_router(state: Arc<GatewayState>) -> Router {
     Router::new()
         .route("/endpoints/{endpoint}", any(handle_root))
         .route("/endpoints/{endpoint}/{*rest}", any(handle))
         .route("/serverless/{name}", any(crate::serverless::handle_root))
         .route("/serverless/{name}/{*rest}", any(crate::serverless::handle))
         .fallback(crate::serverless::by_host)
-        .with_state(Arc::new(state))
+        .with_state(state)
+}
+
+/// The server's service: scoring requests (`/endpoints/{endpoint}/{rest}`, see [`endpoint_path`])
+/// answered by the gateway in front of `app`, the whole server's router, which must hold
+/// [`shared_router`]`(state)` and answers everything else as before. The router's matching,
+/// captures and boxed services cost about a tenth of a scoring request's instructions
+/// (`sluice_net::hot`).
+pub fn with_hot_route(
+    state: Arc<GatewayState>,
+    app: Router,
+) -> impl Service<Request, Response = Response, Error = Infallible, Future: Send> + Clone + Send + 'static {
+    let hot = move |req: Request| {
+        let uri = req.uri().clone();
+        if endpoint_path(uri.path()).is_none() {
+            return Hot::Pass(req);
+        }
+        let state = Arc::clone(&state);
+        Hot::Take(async move {
+            let (endpoint, rest) = endpoint_path(uri.path()).unwrap_or_default();
+            serve_endpoint(&state, endpoint, rest, req).await
+        })
+    };
+    HotRoute::new(hot, app)
 }
 
 /// Azure's data-plane error body.
@@ -131,6 +162,22 @@ async fn handle(
     Path((endpoint, rest)): Path<(String, String)>,
     req: Request,
 ) -> Response {
+    serve_endpoint(&state, &endpoint, &rest, req).await
+}
+
+/// `/endpoints/{endpoint}/{rest}` split as the router would capture it, for a hot route in front
+/// of it (`sluice_net::hot`): `None` for anything the router should judge: a percent-encoded path,
+/// an empty endpoint or rest, and batch endpoints' `jobs` routes, which a layer answers before the
+/// gateway.
+pub fn endpoint_path(path: &str) -> Option<(&str, &str)> {
+    let (endpoint, rest) = path.strip_prefix("/endpoints/")?.split_once('/')?;
+    let jobs = rest == "jobs" || rest.starts_with("jobs/");
+    (!endpoint.is_empty() && !rest.is_empty() && !jobs && !path.contains('%')).then_some((endpoint, rest))
+}
+
+/// Serves one request to `/endpoints/{endpoint}/{rest}`; the router's handler and a hot route in
+/// front of the router both end here.
+pub async fn serve_endpoint(state: &GatewayState, endpoint: &str, rest: &str, req: Request) -> Response {
     let request_id = request_id(req.headers());
     let started = Instant::now();
     let method = req.method().clone();
@@ -139,24 +186,25 @@ async fn handle(
         req.headers(),
         || {
             let mut kv = http_attributes(&req, format!("/endpoints/{{endpoint}}/{rest}"));
-            kv.push(KeyValue::new("sluice.endpoint", endpoint.clone()));
+            kv.push(KeyValue::new("sluice.endpoint", endpoint.to_owned()));
             kv.push(KeyValue::new("sluice.request_id", request_id.clone()));
             kv
         },
     );
-    let mut response = route(&state, &endpoint, &rest, req, &request_id, &trace).await;
+    let mut response = route(state, endpoint, rest, req, &request_id, &trace).await;
     // One structured line per request: failures the deployment owns at warn, the rest at debug
     // (`RUST_LOG=sluice_gateway=debug` for an access log).
     let status = response.status();
-    let served_by = response.headers().get(names::DEPLOYMENT).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let deployment_header = response.headers().get(names::DEPLOYMENT).cloned();
+    let served_by = deployment_header.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("");
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     if is_failure(status) {
         tracing::warn!(request_id = %request_id, endpoint = %endpoint, deployment = %served_by, %method, path = %rest, status = status.as_u16(), ms, "request failed");
     } else {
         tracing::debug!(request_id = %request_id, endpoint = %endpoint, deployment = %served_by, %method, path = %rest, status = status.as_u16(), ms, "request");
     }
-    if !served_by.is_empty() {
-        trace.set(KeyValue::new("sluice.deployment", served_by));
+    if !served_by.is_empty() && trace.is_on() {
+        trace.set(KeyValue::new("sluice.deployment", served_by.to_owned()));
     }
     trace.finish(status.as_u16());
     if let Ok(v) = HeaderValue::from_str(&request_id) {
@@ -443,4 +491,29 @@ pub(crate) fn request_id(headers: &HeaderMap) -> String {
         .filter(|v| !v.is_empty() && v.len() <= 100)
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::endpoint_path;
+
+    #[test]
+    fn the_hot_route_takes_plain_scoring_paths_only() {
+        assert_eq!(endpoint_path("/endpoints/lr-ep/score"), Some(("lr-ep", "score")));
+        assert_eq!(endpoint_path("/endpoints/lr-ep/v2/models/lr/infer"), Some(("lr-ep", "v2/models/lr/infer")));
+        // Left to the router: the endpoint's root, percent-encoding, empty parts, batch jobs.
+        for path in [
+            "/endpoints/lr-ep",
+            "/endpoints/lr-ep/",
+            "/endpoints//score",
+            "/endpoints/lr%2Dep/score",
+            "/endpoints/lr-ep/sc%6Fre",
+            "/endpoints/b/jobs",
+            "/endpoints/b/jobs/42",
+            "/serverless/x/score",
+        ] {
+            assert_eq!(endpoint_path(path), None, "{path}");
+        }
+        assert_eq!(endpoint_path("/endpoints/b/jobsx"), Some(("b", "jobsx")));
+    }
 }

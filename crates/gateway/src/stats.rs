@@ -2,7 +2,7 @@
 //! copies did. Counters only grow; callers take snapshots and subtract to get a window (the
 //! rollout gates do this), so no lock is held on the request path.
 
-use std::collections::HashMap;
+use crate::table::FastMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -89,7 +89,7 @@ struct DeploymentStats {
 /// Statistics of every deployment, keyed by replica-set id.
 #[derive(Default, Clone)]
 pub struct TrafficStats {
-    inner: Arc<RwLock<HashMap<String, Arc<DeploymentStats>>>>,
+    inner: Arc<RwLock<FastMap<String, Arc<DeploymentStats>>>>,
 }
 
 impl TrafficStats {

@@ -12,6 +12,10 @@
 //! drops it again once a write goes through, so a connection that never fills its buffer (a request
 //! or an answer under the socket's buffer size, about 200 KB) is never woken for write space.
 //! [`QuietUnixListener`] accepts such connections for `axum::serve`.
+//!
+//! [`hot::HotRoute`] answers a server's one hot route in front of its axum router.
+
+pub mod hot;
 
 use std::io::{self, IoSlice, Write};
 use std::os::fd::{AsRawFd, OwnedFd};

@@ -133,7 +133,10 @@ fn run_server(models: ModelSet, config: ServerConfig, listen: SocketAddr) -> Res
         let tcp = serve(listener, Arc::clone(&served), stopped(stop.clone()));
         let uds = async {
             match unix {
-                Some(l) => axum::serve(l, crate::http::router(served)).with_graceful_shutdown(stopped(stop)).await,
+                Some(l) => {
+                    let app = axum::ServiceExt::into_make_service(crate::http::app(served));
+                    axum::serve(l, app).with_graceful_shutdown(stopped(stop)).await
+                }
                 None => Ok(()),
             }
         };

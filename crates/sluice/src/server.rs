@@ -185,7 +185,8 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let gateway = gateway.with_collector(sluice_gateway::DataCollector::start(data_dir.join("data-collector")));
     // Batch endpoints' `/endpoints/{name}/jobs` is answered in front of the gateway; every other
     // data-plane request passes through to it unchanged.
-    let data_plane = sluice_gateway::router(gateway)
+    let gateway = Arc::new(gateway);
+    let data_plane = sluice_gateway::shared_router(gateway.clone())
         .layer(axum::middleware::from_fn_with_state(batch.clone(), sluice_control::batch::intercept_jobs));
     let app = sluice_control::router(control)
         .merge(batch.router())
@@ -209,7 +210,11 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     println!("SLUICE_LISTENING {public_url}");
     println!("Sluice is serving on {public_url} (data directory {})", data_dir.display());
     tracing::info!(addr = %local, "listening");
-    axum::serve(listener.tap_io(sluice_runtime::http::no_delay), app).with_graceful_shutdown(shutdown_signal()).await?;
+    // Scoring requests are answered in front of the router (sluice_gateway::with_hot_route).
+    let service = axum::ServiceExt::into_make_service(sluice_gateway::with_hot_route(gateway, app));
+    axum::serve(listener.tap_io(sluice_runtime::http::no_delay), service)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
     tracing::info!("stopping replicas");
     backend.shutdown().await;
     Ok(())

@@ -12,16 +12,22 @@ mod swagger_schema;
 mod v2;
 mod v2_wire;
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
+use axum::extract::Request;
 use axum::extract::rejection::BytesRejection;
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::serve::ListenerExt;
+use axum::{Router, ServiceExt};
+use http::Method;
+use sluice_net::hot::{Hot, HotRoute, segment_between};
 use tokio::net::{TcpListener, TcpStream};
+use tower::Service;
 
 use crate::error::{ErrorCode, InferError};
 use crate::model::ModelSet;
@@ -87,6 +93,25 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
+/// The replica's service: `POST /v2/models/{model}/infer`, the call the gateway makes for every
+/// scored request, answered without the router ([`HotRoute`]); every other request goes to
+/// [`router`], which answers it as before (the versioned route, a percent-encoded name, other
+/// methods: 405).
+pub fn app(
+    state: Arc<AppState>,
+) -> impl Service<Request, Response = Response, Error = Infallible, Future: Send> + Clone + Send + 'static {
+    let routes = router(Arc::clone(&state));
+    let hot = move |req: Request| {
+        let model = match (req.method() == Method::POST, segment_between(req.uri().path(), "/v2/models/", "/infer")) {
+            (true, Some(model)) => model.to_owned(),
+            _ => return Hot::Pass(req),
+        };
+        let state = Arc::clone(&state);
+        Hot::Take(async move { v2::infer_hot(state, &model, req).await })
+    };
+    HotRoute::new(hot, routes)
+}
+
 /// For `ListenerExt::tap_io`: answers leave at once instead of waiting, under Nagle's algorithm,
 /// for the client's (possibly delayed) ACK of the previous segment, which held a streamed
 /// answer's first chunk up to 40 ms behind its headers.
@@ -100,21 +125,26 @@ pub async fn serve(
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener.tap_io(no_delay), router(state)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener.tap_io(no_delay), app(state).into_make_service()).with_graceful_shutdown(shutdown).await
 }
 
 /// Turns a body-read failure into an `InferError` (413 when the limit was hit).
 pub(crate) fn body_or_error(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes, InferError> {
     body.map_err(|rejection| {
         if rejection.status() == http::StatusCode::PAYLOAD_TOO_LARGE {
-            InferError::new(
-                ErrorCode::PayloadTooLarge,
-                format!("request body exceeds the limit of {limit} bytes (--max-request-bytes)"),
-            )
+            too_large(limit)
         } else {
             InferError::bad_request(format!("cannot read the request body: {}", rejection.body_text()))
         }
     })
+}
+
+/// 413: the body is over `--max-request-bytes`.
+pub(crate) fn too_large(limit: usize) -> InferError {
+    InferError::new(
+        ErrorCode::PayloadTooLarge,
+        format!("request body exceeds the limit of {limit} bytes (--max-request-bytes)"),
+    )
 }
 
 /// Bodies above this size are decoded on a blocking thread rather than on the async runtime.

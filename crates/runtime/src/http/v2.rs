@@ -8,12 +8,13 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, header};
+use http_body_util::BodyExt;
 use serde::Serialize;
 use serde_json::json;
 
 use super::errors::{Envelope, ErrorResponse};
 use super::v2_wire::{decode_request, encode_response};
-use super::{AppState, binary, body_or_error, offload};
+use super::{AppState, binary, body_or_error, offload, too_large};
 use crate::error::InferError;
 use crate::infer::{InferenceJob, check_job};
 use crate::model::{LoadedModel, TensorSpec};
@@ -164,7 +165,21 @@ pub async fn infer(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    run(state, model, None, headers, body).await.unwrap_or_else(v2_error)
+    let limit = state.max_request_bytes;
+    run(state, &model, None, headers, body_or_error(body, limit)).await.unwrap_or_else(v2_error)
+}
+
+/// `POST /v2/models/{model}/infer` without the router (`super::app`): `model` as the router would
+/// have captured it, the body read here under the same limit.
+pub(crate) async fn infer_hot(state: Arc<AppState>, model: &str, req: axum::extract::Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let limit = state.max_request_bytes;
+    let body = match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large(limit)),
+        Err(e) => Err(InferError::bad_request(format!("cannot read the request body: {e}"))),
+    };
+    run(state, model, None, parts.headers, body).await.unwrap_or_else(v2_error)
 }
 
 pub async fn infer_versioned(
@@ -173,18 +188,19 @@ pub async fn infer_versioned(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    run(state, model, Some(version), headers, body).await.unwrap_or_else(v2_error)
+    let limit = state.max_request_bytes;
+    run(state, &model, Some(version), headers, body_or_error(body, limit)).await.unwrap_or_else(v2_error)
 }
 
 async fn run(
     state: Arc<AppState>,
-    model: String,
+    model: &str,
     version: Option<String>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Result<Bytes, InferError>,
 ) -> Result<Response, InferError> {
-    let model = Arc::clone(find_model(&state, &model, version.as_deref())?);
-    let body = body_or_error(body, state.max_request_bytes)?;
+    let model = Arc::clone(find_model(&state, model, version.as_deref())?);
+    let body = body?;
     let (json, binary_section) = binary::split_body(&headers, body)?;
     let size = json.len() + binary_section.len();
     let mut decoded = offload(size, move || decode_request(&json, binary_section)).await?;

@@ -75,6 +75,24 @@ async fn bad_inputs_are_400_with_clear_messages() {
     server.stop().await;
 }
 
+/// `POST /v2/models/{model}/infer` is answered in front of the router (`http::app`); what it gives
+/// back must still get the router's answer.
+#[tokio::test]
+async fn the_infer_route_answers_like_the_router_around_it() {
+    let server = TestServer::start(ModelFormat::Triton, IRIS).await;
+    let ok = iris_input(json!([1, 4]), "FP32", json!([1, 2, 3, 4]));
+    let (status, plain) = server.post_json("/v2/models/iris/infer", &ok).await;
+    assert_eq!(status, 200, "{plain}");
+    // A percent-encoded name goes to the router, which decodes it: the same answer.
+    assert_eq!(server.post_json("/v2/models/ir%69s/infer", &ok).await, (200, plain.clone()));
+    assert_eq!(server.post_json("/v2/models/iris/versions/1/infer", &ok).await, (200, plain));
+    let response = server.client.get(server.url("/v2/models/iris/infer")).send().await.expect("GET");
+    assert_eq!(response.status(), 405);
+    assert_eq!(server.post_json("/v2/models/iris/infer/", &ok).await.0, 404);
+    expect_error(&server, "/v2/models/iris/infer", &json!({"inputs": 3}), 400, "inputs").await;
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn unknown_models_versions_and_routes_are_404() {
     let server = TestServer::start(ModelFormat::Triton, IRIS).await;
