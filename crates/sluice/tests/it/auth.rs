@@ -26,6 +26,11 @@ async fn keys_gate_the_data_plane() {
     let unknown = format!("{}/endpoints/no-such-ep/v2/models/iris/infer", server.url);
     let (status, text) = post_json(&unknown, Some(&key), &body).await;
     assert_eq!(status, 401, "an unknown endpoint looks like a bad key: {text}");
+    // Percent-encoded, the path goes through the router instead of the gateway's hot route
+    // (sluice_gateway::with_hot_route): it decodes to the same endpoint behind the same gate.
+    let encoded = format!("{}/endpoints/iris%2Dep/v2/models/iris/infer", server.url);
+    assert_eq!(post_json(&encoded, Some(&key), &body).await.0, 200, "percent-encoded endpoint name");
+    assert_eq!(post_json(&encoded, None, &body).await.0, 401, "percent-encoded, no key");
 
     // The secondary key works; regenerating the primary retires the old one at once.
     let creds: serde_json::Value =
