@@ -10,6 +10,8 @@
 #   THREADS=1 bash bench/open_loop_sweep.sh 1000    # also CPU and context switches per thread
 #   SPIN=1 bash bench/open_loop_sweep.sh 1000       # a SCHED_IDLE busy loop on CPU 1 keeps its vCPU from
 #                                                   # halting when the server is idle (the "foreign CPU" is it)
+#   SERIES_MS=100 bash bench/open_loop_sweep.sh 14000   # also the 100 ms windows whose worst latency
+#                                                   # was over 5 ms (when backlogs began and how long they lasted)
 #   STRACE=1 bash bench/open_loop_sweep.sh 500      # also syscalls per request, per process (strace -c;
 #                                                   # strace slows the server: read its CPU columns as void)
 #
@@ -99,7 +101,8 @@ for rate in "$@"; do
     sleep 0.5  # attached before the first request
   fi
   out=$(nice -n -20 taskset -c 0 "$LOADGEN" --url "$URL/endpoints/lr-ep/score" --body "$ROOT/testdata/models/lr20/v2_X.json" \
-        --header "Authorization: Bearer $KEY" --rate "$rate" --duration "$DURATION" --warmup 2 --connections "${CONNECTIONS:-64}" | tail -1)
+        --header "Authorization: Bearer $KEY" --rate "$rate" --duration "$DURATION" --warmup 2 --connections "${CONNECTIONS:-64}" \
+        --series-ms "${SERIES_MS:-0}" | tail -1)
   read -r c1 s1 f1 < <(snapshot)
   read -r i1 st1 t1 < <(core)
   python3 - "$out" "$rate" "$DURATION" "$((c1 - c0))" "$((s1 - s0))" "$((f1 - f0))" "$HZ" "$((i1 - i0))" "$((st1 - st0))" "$t0" "$t1" <<'EOF'
@@ -111,6 +114,10 @@ print(f"rate {rate:.0f}: achieved {r['achieved_rps']:.0f} req/s, p50 {r['p50_us'
       f"p99.9 {r['p999_us'] / 1000:.2f} ms, errors {r['errors']}, server CPU {1e6 * ticks / hz / sent:.1f} us/req, "
       f"{cs / sent:.2f} context switches/req, {flt / sent:.3f} minor faults/req, "
       f"CPU 1 busy {100 * (1 - idle / hz / elapsed):.0f} % (steal {100 * steal / hz / elapsed:.1f} %)")
+slow = [w for w in r.get("series", []) if w[2] > 5000]
+if "series" in r:
+    print(f"  {len(slow)} of {len(r['series'])} windows of {r['series_ms']} ms had a latency over 5 ms"
+          + "".join(f"\n    at {t / 1000:6.1f} s: {n} answers, worst {m / 1000:.1f} ms" for t, n, m in slow[:40]))
 EOF
   if [ -n "${THREADS:-}" ]; then
     threads > "$WORK/threads1"

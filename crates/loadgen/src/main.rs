@@ -53,6 +53,11 @@ struct Args {
     /// A substring every 200 answer must contain (checked on every response).
     #[arg(long, default_value = "")]
     expect: String,
+    /// Also report the measured window as a series of windows of this many milliseconds (by each
+    /// request's scheduled time): requests answered and the worst latency in each, to see when a
+    /// backlog began. 0: no series.
+    #[arg(long, default_value_t = 0)]
+    series_ms: u64,
 }
 
 struct Target {
@@ -84,6 +89,8 @@ struct Shared {
     unexpected: u64,
     first_error: Option<String>,
     done: bool,
+    /// Per `--series-ms` window: answers (of any kind) and the worst latency in µs.
+    series: Vec<(u64, u64)>,
 }
 
 struct Config {
@@ -93,6 +100,7 @@ struct Config {
     body: Bytes,
     expect: String,
     measure_from: Instant,
+    series_ms: u64,
 }
 
 async fn connect(host_port: &str) -> Result<http1::SendRequest<Full<Bytes>>, String> {
@@ -160,6 +168,18 @@ fn record(shared: &RefCell<Shared>, scheduled: Instant, config: &Config, result:
     let mut s = shared.borrow_mut();
     if scheduled < config.measure_from {
         return;
+    }
+    if config.series_ms > 0 {
+        let window = (scheduled - config.measure_from).as_millis() / u128::from(config.series_ms);
+        let window = usize::try_from(window).unwrap_or(usize::MAX);
+        if window < 1 << 20 {
+            if s.series.len() <= window {
+                s.series.resize(window + 1, (0, 0));
+            }
+            let latency_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+            let slot = &mut s.series[window];
+            *slot = (slot.0 + 1, slot.1.max(latency_us));
+        }
     }
     match result {
         Ok((200, body)) => {
@@ -255,6 +275,7 @@ fn run(args: &Args) -> Result<String, String> {
             body: Bytes::from(body),
             expect: args.expect.clone(),
             measure_from: start + warmup,
+            series_ms: args.series_ms,
         });
         let shared = Rc::new(RefCell::new(Shared::default()));
         let wake = Rc::new(Notify::new());
@@ -307,7 +328,7 @@ fn run(args: &Args) -> Result<String, String> {
         let mut latencies = std::mem::take(&mut s.latencies_us);
         latencies.sort_unstable();
         let answered = s.ok + s.errors + s.unexpected;
-        serde_json::json!({
+        let mut summary = serde_json::json!({
             "rate": args.rate,
             "duration_s": args.duration,
             "connections": args.connections,
@@ -324,7 +345,15 @@ fn run(args: &Args) -> Result<String, String> {
             "max_us": latencies.last().copied().unwrap_or(0),
             "max_dispatch_lag_us": u64::try_from(max_lag.as_micros()).unwrap_or(u64::MAX),
             "first_error": s.first_error,
-        })
+        });
+        if args.series_ms > 0 {
+            // [start of the window in ms from the measured window's start, answers, worst latency µs]
+            let series: Vec<[u64; 3]> =
+                s.series.iter().enumerate().map(|(i, (n, max))| [i as u64 * args.series_ms, *n, *max]).collect();
+            summary["series_ms"] = args.series_ms.into();
+            summary["series"] = serde_json::json!(series);
+        }
+        summary
     });
     Ok(summary.to_string())
 }
@@ -343,5 +372,30 @@ mod tests {
         assert_eq!(percentile(&sorted, 50.0), 500);
         assert_eq!(percentile(&sorted, 99.9), 999);
         assert_eq!(percentile(&[], 99.0), 0);
+    }
+
+    #[test]
+    fn answers_fall_into_the_window_of_their_scheduled_time() {
+        let measure_from = Instant::now() - Duration::from_secs(1);
+        let config = Config {
+            target: parse_url("http://127.0.0.1:9/").unwrap(),
+            headers: Vec::new(),
+            content_type: String::new(),
+            body: Bytes::new(),
+            expect: String::new(),
+            measure_from,
+            series_ms: 100,
+        };
+        let shared = RefCell::new(Shared::default());
+        record(&shared, measure_from + Duration::from_millis(250), &config, Ok((200, Bytes::new())));
+        record(&shared, measure_from + Duration::from_millis(290), &config, Err("reset".into()));
+        record(&shared, measure_from - Duration::from_millis(10), &config, Ok((200, Bytes::new())));
+        let s = shared.borrow();
+        assert_eq!(s.series.len(), 3, "windows 0..=2");
+        assert_eq!(s.series[..2], [(0, 0), (0, 0)]);
+        // Two answers in the 200 ms window; the worst waited about 750 ms past its scheduled time.
+        assert_eq!(s.series[2].0, 2);
+        assert!((700_000..5_000_000).contains(&s.series[2].1), "{:?}", s.series[2]);
+        assert_eq!((s.ok, s.errors), (1, 1), "the warm-up answer is not counted");
     }
 }
