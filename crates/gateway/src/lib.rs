@@ -23,9 +23,6 @@ pub mod telemetry;
 
 pub use collector::DataCollector;
 pub use mirror::outputs_agree;
-pub use routes::{
-    DEPLOYMENT_HEADER, GatewayState, MAX_BODY_BYTES, endpoint_path, router, serve_endpoint, shared_router,
-    with_hot_route,
-};
+pub use routes::{DEPLOYMENT_HEADER, GatewayState, MAX_BODY_BYTES, router, with_hot_route};
 pub use stats::TrafficStats;
 pub use table::{DeploymentRoute, EndpointRoute, FastMap, ReplicaAddrs, RoutingTable, ServerlessRoute};

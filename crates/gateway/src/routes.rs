@@ -110,12 +110,8 @@ impl GatewayState {
     }
 }
 
-pub fn router(state: GatewayState) -> Router {
-    shared_router(Arc::new(state))
-}
-
-/// [`router`] for a state shared with [`with_hot_route`].
-pub fn shared_router(state: Arc<GatewayState>) -> Router {
+/// The data plane's routes; the same `state` goes to [`with_hot_route`].
+pub fn router(state: Arc<GatewayState>) -> Router {
     Router::new()
         .route("/endpoints/{endpoint}", any(handle_root))
         .route("/endpoints/{endpoint}/{*rest}", any(handle))
@@ -125,9 +121,9 @@ pub fn shared_router(state: Arc<GatewayState>) -> Router {
         .with_state(state)
 }
 
-/// The server's service: scoring requests (`/endpoints/{endpoint}/{rest}`, see [`endpoint_path`])
+/// The server's service: scoring requests (`/endpoints/{endpoint}/{rest}`, see `endpoint_path`)
 /// answered by the gateway in front of `app`, the whole server's router, which must hold
-/// [`shared_router`]`(state)` and answers everything else as before. The router's matching,
+/// [`router`]`(state)` and answers everything else as before. The router's matching,
 /// captures and boxed services cost about a tenth of a scoring request's instructions
 /// (`sluice_net::hot`).
 pub fn with_hot_route(
@@ -169,7 +165,7 @@ async fn handle(
 /// of it (`sluice_net::hot`): `None` for anything the router should judge: a percent-encoded path,
 /// an empty endpoint or rest, and batch endpoints' `jobs` routes, which a layer answers before the
 /// gateway.
-pub fn endpoint_path(path: &str) -> Option<(&str, &str)> {
+fn endpoint_path(path: &str) -> Option<(&str, &str)> {
     let (endpoint, rest) = path.strip_prefix("/endpoints/")?.split_once('/')?;
     let jobs = rest == "jobs" || rest.starts_with("jobs/");
     (!endpoint.is_empty() && !rest.is_empty() && !jobs && !path.contains('%')).then_some((endpoint, rest))
@@ -177,7 +173,7 @@ pub fn endpoint_path(path: &str) -> Option<(&str, &str)> {
 
 /// Serves one request to `/endpoints/{endpoint}/{rest}`; the router's handler and a hot route in
 /// front of the router both end here.
-pub async fn serve_endpoint(state: &GatewayState, endpoint: &str, rest: &str, req: Request) -> Response {
+async fn serve_endpoint(state: &GatewayState, endpoint: &str, rest: &str, req: Request) -> Response {
     let request_id = request_id(req.headers());
     let started = Instant::now();
     let method = req.method().clone();

@@ -169,6 +169,7 @@ fn record(shared: &RefCell<Shared>, scheduled: Instant, config: &Config, result:
     if scheduled < config.measure_from {
         return;
     }
+    let latency_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
     if config.series_ms > 0 {
         let window = (scheduled - config.measure_from).as_millis() / u128::from(config.series_ms);
         let window = usize::try_from(window).unwrap_or(usize::MAX);
@@ -176,7 +177,6 @@ fn record(shared: &RefCell<Shared>, scheduled: Instant, config: &Config, result:
             if s.series.len() <= window {
                 s.series.resize(window + 1, (0, 0));
             }
-            let latency_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
             let slot = &mut s.series[window];
             *slot = (slot.0 + 1, slot.1.max(latency_us));
         }
@@ -192,7 +192,7 @@ fn record(shared: &RefCell<Shared>, scheduled: Instant, config: &Config, result:
                 return;
             }
             s.ok += 1;
-            s.latencies_us.push(u64::try_from(latency.as_micros()).unwrap_or(u64::MAX));
+            s.latencies_us.push(latency_us);
         }
         Ok((status, body)) => {
             s.errors += 1;

@@ -186,7 +186,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     // Batch endpoints' `/endpoints/{name}/jobs` is answered in front of the gateway; every other
     // data-plane request passes through to it unchanged.
     let gateway = Arc::new(gateway);
-    let data_plane = sluice_gateway::shared_router(gateway.clone())
+    let data_plane = sluice_gateway::router(gateway.clone())
         .layer(axum::middleware::from_fn_with_state(batch.clone(), sluice_control::batch::intercept_jobs));
     let app = sluice_control::router(control)
         .merge(batch.router())
