@@ -3,15 +3,18 @@
 
   open_loop_peer.py --name N --cmd "start the server in the foreground" --url URL --body FILE
                     --rates "8000 10000 12000" --loadgen target/release/sluice-loadgen [--expect S]
-                    [--server-cpus 1] [--load-cpus 0] [--duration 20] [--out results.jsonl]
+                    [--server-cpus 1] [--load-cpus 0] [--duration 20] [--cwd DIR] [--series-ms 100]
+                    [--out results.jsonl]
 
 Starts the server pinned to --server-cpus (nice -20, its own process group), waits for a 200
 answer, warms it for 3 s at the first rate, then runs bench's sluice-loadgen pinned to --load-cpus
 at each rate (latency from each request's scheduled time) and stops the server. Appends one JSON
-line {"name", "cmd", "open_loop_runs": [...]} to --out and prints one line per rate. Run it in
-a private network namespace as bench/run.sh does (unshare -n). stdlib only.
+line {"name", "cmd", "ok", "open_loop_runs": [...]} to --out and prints one line per rate. Each run
+also reports the answers and the worst latency per --series-ms window of send times, which shows
+when a backlog began. bench/run.sh runs it for every kit peer (with the kit's own command), in a
+private network namespace (unshare -n). stdlib only.
 """
-import argparse, json, os, signal, subprocess, sys, time, urllib.request
+import argparse, json, os, shlex, signal, subprocess, sys, time, urllib.request
 
 
 def ready(url, body, timeout):
@@ -40,13 +43,15 @@ def main():
     ap.add_argument("--server-cpus", default="1")
     ap.add_argument("--load-cpus", default="0")
     ap.add_argument("--duration", type=int, default=20)
+    ap.add_argument("--cwd", default=None, help="the directory to start the server in")
+    ap.add_argument("--series-ms", type=int, default=100)
     ap.add_argument("--out", default="open-loop.jsonl")
     ap.add_argument("--log", default=None)
     a = ap.parse_args()
     body = open(a.body, "rb").read()
     log = open(a.log or f"{a.name}.open-loop.log", "wb")
-    proc = subprocess.Popen(["bash", "-c", f"exec nice -n -20 taskset -c {a.server_cpus} bash -c '{a.cmd}'"],
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(["bash", "-c", f"exec nice -n -20 taskset -c {a.server_cpus} bash -c {shlex.quote(a.cmd)}"],
+                            cwd=a.cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     result = {"name": a.name, "cmd": a.cmd, "open_loop_runs": []}
     try:
         ready(a.url, body, 300)
@@ -55,7 +60,8 @@ def main():
                 "--expect", a.expect]
         subprocess.run(base + ["--rate", str(rates[0]), "--duration", "3", "--warmup", "0"], capture_output=True)
         for rate in rates:
-            out = subprocess.run(base + ["--rate", str(rate), "--duration", str(a.duration), "--warmup", "2"],
+            out = subprocess.run(base + ["--rate", str(rate), "--duration", str(a.duration), "--warmup", "2",
+                                         "--series-ms", str(a.series_ms)],
                                  capture_output=True, text=True, timeout=a.duration + 90)
             if out.returncode != 0:
                 raise RuntimeError(out.stderr.strip()[:300])

@@ -35,7 +35,10 @@
 #   python-replica, azmlinfsrv), WORKER_COUNTS (1; e.g. "1 2": the scoring-script modes once per
 #   count), SLUICE_PYTHON (the scoring script's interpreter; default: scripts/python-env.sh's
 #   venv), RESULTS_TAG (a word added to the result file names), KIT (the peer kit),
-#   ORT_DYLIB_PATH (default: the Sluice cache's libonnxruntime.so.1.31.1).
+#   ORT_DYLIB_PATH (default: the Sluice cache's libonnxruntime.so.1.31.1), OPEN_LOOP (0.8: the open-loop
+#   rate as a fraction of each server's own c=32 req/s; 0: none), PEER_OPEN_LOOP (1: the open-loop run for the
+#   kit peers too), STEADY_SECONDS (30: bench/cpu_steadiness.py on the server core before and after the
+#   measurements; 0: none).
 set -euo pipefail
 T0=$SECONDS
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -208,6 +211,17 @@ CNN_REPO=$R/run/sluice-cnn-batching
 rm -rf "$CNN_REPO" && mkdir -p "$CNN_REPO/cnn/1"
 cp "$ROOT/testdata/models/cnn/model_repository/cnn/1/model.onnx" "$CNN_REPO/cnn/1/"
 cp "$HERE/cnn-batching.pbtxt" "$CNN_REPO/cnn/config.pbtxt"
+# How steady the server core's speed is, before and after the measurements (see bench/cpu_steadiness.py).
+STEADY_SECONDS=${STEADY_SECONDS:-30}
+STEADYFILE=$R/results/steadiness-$TS.jsonl
+: >"$STEADYFILE"
+steadiness() {
+  [ "$STEADY_SECONDS" = 0 ] && return
+  log "server core's speed over $STEADY_SECONDS s ($1)"
+  nice -n "$BENCH_NICE" python3 "$HERE/cpu_steadiness.py" --cpu "${SERVER_CPUS%%[,-]*}" --seconds "$STEADY_SECONDS" \
+    --label "$1" --out "$STEADYFILE" >/dev/null || log "warning: cpu_steadiness.py failed"
+}
+steadiness before
 for mode in $NATIVE_MODES; do
   extra=()
   case $mode in gateway|gateway-batching) [ "$OPEN_LOOP" != 0 ] && extra+=(--loadgen "$LOADGEN" --open-loop "$OPEN_LOOP");; esac
@@ -275,6 +289,35 @@ if [ -n "$PEERS" ]; then
   { RESULTS=$RUNFILE bash "$KIT/run_peers.sh" bench $PEERS 2>"$R/run/logs/run_peers.stderr" || true; } | { grep '^\[' || true; }
 fi
 
+# The open-loop run for the kit peers too: each peer that answered, at $OPEN_LOOP x its own c=32 req/s, with the
+# load generator, pinning and namespace of Sluice's open-loop rows (bench/open_loop_peer.py), started by the kit's
+# own command (run_peers.sh's peer()).
+OLFILE=$R/results/open-loop-peers-$TS.jsonl
+: >"$OLFILE"
+OL_FRACTION=$(echo "$OPEN_LOOP" | tr ',' ' ' | awk '{print $NF}')
+if [ -n "$PEERS" ] && [ "$OL_FRACTION" != 0 ] && [ "${PEER_OPEN_LOOP:-1}" = 1 ]; then
+  for p in $PEERS; do
+    rate=$(python3 - "$RUNFILE" "$p" "$OL_FRACTION" <<'EOF'
+import json, sys
+runs = [r for line in open(sys.argv[1]) if line.strip() for r in [json.loads(line)] if r.get("name") == sys.argv[2]]
+best = max((x["rps"] for x in (runs[-1].get("runs") or []) if x.get("rps")), default=0) if runs and runs[-1].get("ok") else 0
+print(round(float(sys.argv[3]) * best))
+EOF
+)
+    [ "$rate" -gt 0 ] 2>/dev/null || { log "$p: no c=32 result, no open-loop run"; continue; }
+    # The kit's peer() reads HERE, R, RUN and M, and sets CMD, URL, BODY, EXPECT and CWD.
+    spec=$(HERE=$KIT RUN=$R/run M=$R/models
+           eval "$(sed -n '/^peer() {/,/^}/p' "$KIT/run_peers.sh")"
+           peer "$p" >/dev/null && declare -p CMD URL BODY EXPECT CWD) || { log "$p: the kit has no command for it"; continue; }
+    eval "$spec"
+    log "$p: open loop at $rate req/s ($OL_FRACTION of its c=32 req/s)"
+    in_ns python3 "$HERE/open_loop_peer.py" --name "$p" --cmd "$CMD" --cwd "$CWD" --url "$URL" --body "$R/run/payloads/$BODY" \
+      --expect "$EXPECT" --rates "$rate" --loadgen "$LOADGEN" --server-cpus "$SERVER_CPUS" --load-cpus "$LOAD_CPUS" \
+      --duration "$DURATION" --out "$OLFILE" --log "$R/run/logs/$p.open-loop.log" | { grep '^\[' || true; }
+  done
+fi
+steadiness after
+
 # --- 4. results -------------------------------------------------------------------------------
 DAY=$(date -u +%Y-%m-%d)
 TAG=${RESULTS_TAG:+-$RESULTS_TAG}
@@ -292,6 +335,7 @@ WK_TEXT=""
 [ -n "$PY_MODES" ] && WK_TEXT="; scoring script examples/sklearn-score/onlinescoring/score.py, one-row body bench/score_body.json, WORKER_COUNT $WORKER_COUNTS (the same in every server; -wN in a row's name when not 1), interpreter $SLUICE_PYTHON"
 [ "$DURATION" -lt 20 ] && TITLE="$TITLE: SHORT RUN ($DURATION s per level), a check that everything works, not numbers to quote"
 python3 "$HERE/summarize.py" "$RUNFILE" --kit "$KIT" --md "$MD" --commit "$COMMIT" --title "$TITLE" --raw "$(basename "$JSONL")" \
+  --open-loop-peers "$OLFILE" --steadiness "$STEADYFILE" \
   --settings "$DURATION s per concurrency level (c = $CONCS), $([ "$WARMUP" = 0 ] && echo "no warm-up" || echo "$WARMUP s warm-up at c=32"); server pinned to CPU $SERVER_CPUS, wrk -t1 pinned to CPU $LOAD_CPUS, both nice $BENCH_NICE (autogroup too); $NS_TEXT$WK_TEXT; run $TS UTC"
 echo "results: $JSONL (this run also in $RUNFILE)"
 echo "table:   $MD"

@@ -259,7 +259,7 @@ def open_loop(a, kit, root, url, body_file, bearer, capacity, name, fraction):
     rate = round(fraction * capacity)
     cmd = ["nice", "-n", kit.NICE, "taskset", "-c", a.load_cpus, a.loadgen, "--url", url, "--body", body_file,
            "--content-type", a.ctype, "--rate", str(rate), "--duration", str(a.duration), "--warmup", "2",
-           "--expect", a.expect or ""]
+           "--expect", a.expect or "", "--series-ms", "100"]
     if bearer:
         cmd += ["--header", f"Authorization: Bearer {bearer}"]
     kit.boost(kit.tree(root)[0])

@@ -2,7 +2,7 @@
 """Write the markdown report of one bench/run.sh run: machine description, the kit's report.py
 table (one row per server, last result per name wins), the derived lines, and each row's note.
 
-  summarize.py RUN.jsonl --kit KIT --md OUT.md [--settings "..."]
+  summarize.py RUN.jsonl --kit KIT --md OUT.md [--settings "..."] [--open-loop-peers F] [--steadiness F]
 Prints the markdown on stdout as well.
 """
 import argparse, json, os, platform, socket, subprocess, sys, time
@@ -214,6 +214,59 @@ def derived(rows):
     return out
 
 
+def read_jsonl(path):
+    if not path or not os.path.exists(path):
+        return []
+    return [json.loads(line) for line in open(path) if line.strip()]
+
+
+def slow_windows(ol):
+    """`n of m` 100 ms windows (of send times) with a latency over 5 ms, and when the first ones began."""
+    series = ol.get("series")
+    if not series:
+        return "n/a"
+    slow = [w for w in series if w[2] > 5000]
+    starts = [w[0] for i, w in enumerate(slow) if i == 0 or w[0] - slow[i - 1][0] > ol["series_ms"]]
+    when = f" (from {', '.join(f'{t / 1000:.1f}' for t in starts[:4])} s{', ...' if len(starts) > 4 else ''})" if starts else ""
+    return f"{len(slow)} of {len(series)}{when}"
+
+
+def open_loop_table(rows, peer_runs):
+    """Every server's open-loop run at the same fraction of its own capacity, Sluice's and the peers'."""
+    entries = [(n, r["open_loop"]) for n, r in rows.items() if r.get("ok") and r.get("open_loop")]
+    for p in peer_runs:
+        if p.get("ok") and p.get("open_loop_runs"):
+            entries.append((p["name"], p["open_loop_runs"][-1]))
+        else:
+            entries.append((p["name"], {"error": p.get("error", "no result")}))
+    if not entries:
+        return []
+    out = ["", "Open loop (`sluice-loadgen`: a fixed rate, latency from each request's scheduled send time), each "
+           "server at the same fraction of its own best closed-loop req/s in this run, same pinning:", "",
+           "| server | offered req/s | p50 ms | p99 ms | p99.9 ms | errors | unanswered | 100 ms windows with a latency over 5 ms |",
+           "|---|---|---|---|---|---|---|---|"]
+    for n, ol in entries:
+        if "error" in ol:
+            out.append(f"| {n} | failed: {ol['error'][:120]} | | | | | | |")
+            continue
+        out.append(f"| {n} | {ol['rate']:.0f} | {ol['p50_us'] / 1000:.2f} | {ol['p99_us'] / 1000:.2f} | "
+                   f"{ol['p999_us'] / 1000:.2f} | {ol['errors'] + ol.get('unexpected', 0)} | {ol['unanswered']} | "
+                   f"{slow_windows(ol)} |")
+    return out
+
+
+def steadiness_lines(probes):
+    """The server core's own speed before and after the measurements (bench/cpu_steadiness.py)."""
+    if not probes:
+        return []
+    parts = [f"{p['label'] or 'probe'}: slowest window {p['slowest_pct']:.0f} % of the median, 5th percentile "
+             f"{p['p5_pct']:.0f} %, {p['windows_under_80_pct']} of {p['windows']} windows under 80 %" for p in probes]
+    return ["", f"Server core's speed (bench/cpu_steadiness.py on CPU {probes[0]['cpu']}, {probes[0]['seconds']:.0f} s, "
+            f"{probes[0]['window_ms']:.0f} ms windows, nothing else on the core): " + "; ".join(parts) + ". While the core "
+            "runs under 80 % of its usual speed, an open-loop load at 80 % of the capacity measured at its usual speed "
+            "is more than it can serve, whatever the server, and a backlog builds."]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("results")
@@ -223,6 +276,8 @@ def main():
     ap.add_argument("--commit", default="")
     ap.add_argument("--title", default="")
     ap.add_argument("--raw", default="", help="name of the JSON-lines file the results are kept in")
+    ap.add_argument("--open-loop-peers", default="", help="bench/open_loop_peer.py's JSON lines for the peers")
+    ap.add_argument("--steadiness", default="", help="bench/cpu_steadiness.py's JSON lines")
     a = ap.parse_args()
 
     table = subprocess.run([sys.executable, os.path.join(a.kit, "report.py"), a.results],
@@ -237,6 +292,8 @@ def main():
     lines.append(f"- Raw results: `{a.raw or os.path.basename(a.results)}` (JSON lines, the peer kit's schema)")
     lines += ["", table, ""]
     lines += [f"- {d}" for d in derived(rows)]
+    lines += open_loop_table(rows, read_jsonl(a.open_loop_peers))
+    lines += steadiness_lines(read_jsonl(a.steadiness))
     lines += ["", "Servers:", ""]
     lines += [f"- `{n}`: {r.get('note', '')}" for n, r in rows.items()]
     wrk_busy = [(n, x["conc"], x["wrk_cpu_pct"]) for n, r in rows.items() if r.get("ok")
