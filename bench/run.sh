@@ -326,6 +326,9 @@ mkdir -p "$OUT"
 JSONL=$OUT/$DAY$TAG-$(hostname -s).jsonl
 MD=$OUT/$DAY$TAG.md
 cat "$RUNFILE" >>"$JSONL"
+# The peers' open-loop runs and the steadiness probes have their own schemas: files of their own beside it.
+[ -s "$OLFILE" ] && cat "$OLFILE" >>"${JSONL%.jsonl}-open-loop-peers.jsonl"
+[ -s "$STEADYFILE" ] && cat "$STEADYFILE" >>"${JSONL%.jsonl}-steadiness.jsonl"
 COMMIT="$COMMIT, release build ($(rustc --version 2>/dev/null || echo rustc))"
 NS_TEXT=$([ "$NETNS" = 1 ] && echo "each server + its wrk in a private network namespace (unshare -n, loopback only)" || echo "host loopback (no network namespace)")
 log "writing $MD"

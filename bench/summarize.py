@@ -289,7 +289,11 @@ def main():
         lines.append(f"- Sluice: {a.commit}")
     if a.settings:
         lines.append(f"- Settings: {a.settings}")
-    lines.append(f"- Raw results: `{a.raw or os.path.basename(a.results)}` (JSON lines, the peer kit's schema)")
+    raw = a.raw or os.path.basename(a.results)
+    extra = [f"`{raw[:-len('.jsonl')]}-{kind}.jsonl` ({what})" for kind, what, path in
+             (("open-loop-peers", "the peers' open-loop runs", a.open_loop_peers),
+              ("steadiness", "the server core's speed", a.steadiness)) if read_jsonl(path) and raw.endswith(".jsonl")]
+    lines.append(f"- Raw results: `{raw}` (JSON lines, the peer kit's schema)" + ("; " + ", ".join(extra) if extra else ""))
     lines += ["", table, ""]
     lines += [f"- {d}" for d in derived(rows)]
     lines += open_loop_table(rows, read_jsonl(a.open_loop_peers))
