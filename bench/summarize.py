@@ -231,6 +231,29 @@ def slow_windows(ol):
     return f"{len(slow)} of {len(series)}{when}"
 
 
+def latency_table(rows):
+    """p50 / p99 / p99.9 of every server at each closed-loop level, from wrk's own summary (the kit's table stops
+    at p99)."""
+    levels = sorted({x["conc"] for r in rows.values() if r.get("ok") for x in r.get("runs", [])})
+    if not levels:
+        return []
+    out = ["", "Closed-loop latency tails (wrk's percentiles, ms):", "",
+           "| server | " + " | ".join(f"c={c} p50 / p99 / p99.9" for c in levels) + " |",
+           "|---|" + "---|" * len(levels)]
+    for n, r in rows.items():
+        if not r.get("ok"):
+            continue
+        cells = []
+        for c in levels:
+            w = (run_at(r, c) or {}).get("wrk") or {}
+            if all(k in w for k in ("lat_p50_us", "lat_p99_us", "lat_p999_us")):
+                cells.append(" / ".join(f"{w[k] / 1000:.2f}" for k in ("lat_p50_us", "lat_p99_us", "lat_p999_us")))
+            else:
+                cells.append("n/a")
+        out.append(f"| {n} | " + " | ".join(cells) + " |")
+    return out
+
+
 def open_loop_table(rows, peer_runs):
     """Every server's open-loop run at the same fraction of its own capacity, Sluice's and the peers'."""
     entries = [(n, r["open_loop"]) for n, r in rows.items() if r.get("ok") and r.get("open_loop")]
@@ -296,6 +319,7 @@ def main():
     lines.append(f"- Raw results: `{raw}` (JSON lines, the peer kit's schema)" + ("; " + ", ".join(extra) if extra else ""))
     lines += ["", table, ""]
     lines += [f"- {d}" for d in derived(rows)]
+    lines += latency_table(rows)
     lines += open_loop_table(rows, read_jsonl(a.open_loop_peers))
     lines += steadiness_lines(read_jsonl(a.steadiness))
     lines += ["", "Servers:", ""]
