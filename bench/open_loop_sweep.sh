@@ -18,7 +18,8 @@
 # Env: SLUICE_BIN and LOADGEN (default target/release/...; build them with `cargo build --release
 # -p sluice -p sluice-loadgen`), DURATION (s per rate, default 10), CONNECTIONS (the load generator's
 # connections, default 64), MAX_CONCURRENT (the deployment's max_concurrent_requests_per_instance,
-# default 32), PREFIX (a command put before
+# default 32), MODEL_REPO (the Triton model repository to deploy as lr:1, default testdata's lr20; e.g.
+# bench/run.sh's $PEERS_ROOT/run/sluice-lr-batching for the batching row's model), PREFIX (a command put before
 # `sluice server`), ORT_DYLIB_PATH (default ~/.cache/sluice's). Run as root on a quiet machine; no
 # network namespace (unlike run.sh), so numbers are comparable within one sweep, not with run.sh's.
 set -euo pipefail
@@ -53,7 +54,7 @@ URL=$(sed -n 's/^SLUICE_LISTENING //p' "$WORK/server.log" | head -1)
 cli() { "$BIN" --server "$URL" --data-dir "$WORK/data" "$@"; }
 printf 'name: lr-ep\nauth_mode: key\n' > "$WORK/ep.yml"
 printf 'name: blue\nendpoint_name: lr-ep\nmodel: azureml:lr:1\ninstance_type: cpu=1,memory=1Gi\ninstance_count: 1\nrequest_settings:\n  max_concurrent_requests_per_instance: '"${MAX_CONCURRENT:-32}"'\n' > "$WORK/dep.yml"
-cli model create --name lr --version 1 --type triton_model --path "$ROOT/testdata/models/lr20/model_repository" > /dev/null
+cli model create --name lr --version 1 --type triton_model --path "${MODEL_REPO:-$ROOT/testdata/models/lr20/model_repository}" > /dev/null
 cli online-endpoint create --file "$WORK/ep.yml" > /dev/null
 cli online-deployment create --file "$WORK/dep.yml" --all-traffic > /dev/null
 KEY=$(cli online-endpoint get-credentials --name lr-ep | python3 -c 'import json,sys; print(json.load(sys.stdin)["primaryKey"])')
