@@ -306,6 +306,7 @@ EOF
 )
     [ "$rate" -gt 0 ] 2>/dev/null || { log "$p: no c=32 result, no open-loop run"; continue; }
     # The kit's peer() reads HERE, R, RUN and M, and sets CMD, URL, BODY, EXPECT and CWD.
+    # shellcheck disable=SC2034  # read by the kit's peer(), which shellcheck cannot see
     spec=$(HERE=$KIT RUN=$R/run M=$R/models
            eval "$(sed -n '/^peer() {/,/^}/p' "$KIT/run_peers.sh")"
            peer "$p" >/dev/null && declare -p CMD URL BODY EXPECT CWD) || { log "$p: the kit has no command for it"; continue; }
