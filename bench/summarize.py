@@ -312,16 +312,17 @@ def main():
         lines.append(f"- Sluice: {a.commit}")
     if a.settings:
         lines.append(f"- Settings: {a.settings}")
+    peer_runs, probes = read_jsonl(a.open_loop_peers), read_jsonl(a.steadiness)
     raw = a.raw or os.path.basename(a.results)
-    extra = [f"`{raw[:-len('.jsonl')]}-{kind}.jsonl` ({what})" for kind, what, path in
-             (("open-loop-peers", "the peers' open-loop runs", a.open_loop_peers),
-              ("steadiness", "the server core's speed", a.steadiness)) if read_jsonl(path) and raw.endswith(".jsonl")]
+    extra = [f"`{raw[:-len('.jsonl')]}-{kind}.jsonl` ({what})" for kind, what, found in
+             (("open-loop-peers", "the peers' open-loop runs", peer_runs),
+              ("steadiness", "the server core's speed", probes)) if found and raw.endswith(".jsonl")]
     lines.append(f"- Raw results: `{raw}` (JSON lines, the peer kit's schema)" + ("; " + ", ".join(extra) if extra else ""))
     lines += ["", table, ""]
     lines += [f"- {d}" for d in derived(rows)]
     lines += latency_table(rows)
-    lines += open_loop_table(rows, read_jsonl(a.open_loop_peers))
-    lines += steadiness_lines(read_jsonl(a.steadiness))
+    lines += open_loop_table(rows, peer_runs)
+    lines += steadiness_lines(probes)
     lines += ["", "Servers:", ""]
     lines += [f"- `{n}`: {r.get('note', '')}" for n, r in rows.items()]
     wrk_busy = [(n, x["conc"], x["wrk_cpu_pct"]) for n, r in rows.items() if r.get("ok")
