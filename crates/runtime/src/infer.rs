@@ -42,8 +42,13 @@ pub fn check_job(info: &ModelInfo, job: &InferenceJob) -> Result<(), InferError>
             )));
         }
         let Some(count) = element_count(&input.shape) else {
+            let why = if input.shape.iter().any(|d| *d < 0) {
+                "dimensions must be non-negative"
+            } else {
+                "the product of its dimensions is too large"
+            };
             return Err(InferError::bad_request(format!(
-                "input '{name}' has invalid shape {} (dimensions must be non-negative)",
+                "input '{name}' has invalid shape {} ({why})",
                 shape_text(&input.shape)
             )));
         };

@@ -66,6 +66,11 @@ fn rejects_bad_requests_with_clear_messages() {
         &job("input", vec![-1, 4], TensorData::Fp32(vec![])),
         "input 'input' has invalid shape [-1, 4] (dimensions must be non-negative)",
     );
+    check_err(
+        &info,
+        &job("input", vec![i64::MAX, 4], TensorData::Fp32(vec![])),
+        "input 'input' has invalid shape [9223372036854775807, 4] (the product of its dimensions is too large)",
+    );
     let mut twice = job("input", vec![1, 4], TensorData::Fp32(vec![0.0; 4]));
     twice.inputs.push(twice.inputs[0].clone());
     check_err(&info, &twice, "input 'input' is given more than once");
