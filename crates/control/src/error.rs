@@ -99,3 +99,48 @@ where
         }
     }
 }
+
+/// The longest plain-text rejection body that is carried into the JSON error (axum's own
+/// rejections are one line).
+const REJECTION_TEXT_LIMIT: usize = 4096;
+
+/// Answers that axum writes itself (a path segment that is not UTF-8, a query string that does
+/// not parse) come as plain text or with no body at all; this puts every client-error answer
+/// that is not JSON into the API's one error body, keeping its status and headers.
+pub async fn json_error_bodies(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !status.is_client_error() || is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = match axum::body::to_bytes(body, REJECTION_TEXT_LIMIT).await {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).trim().to_owned(),
+        Err(_) => String::new(),
+    };
+    let code = match status {
+        StatusCode::METHOD_NOT_ALLOWED => ErrorCode::MethodNotAllowed,
+        StatusCode::NOT_FOUND => ErrorCode::NotFound,
+        StatusCode::UNAUTHORIZED => ErrorCode::Unauthorized,
+        StatusCode::CONFLICT => ErrorCode::Conflict,
+        StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::PayloadTooLarge,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorCode::UnsupportedMediaType,
+        _ => ErrorCode::BadRequest,
+    };
+    let message = if text.is_empty() { status.canonical_reason().unwrap_or("bad request").to_owned() } else { text };
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    parts.headers.remove(axum::http::header::CONTENT_TYPE);
+    let body = axum::Json(ErrorBody::new(code, message));
+    (parts, body).into_response()
+}
+
+/// A route that exists but does not take the request's method: 405 in the API's error body
+/// (axum adds the `Allow` header with the methods it takes).
+pub async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    let message = format!("{method} is not allowed on {} (the Allow header lists the methods it takes)", uri.path());
+    (StatusCode::METHOD_NOT_ALLOWED, axum::Json(ErrorBody::new(ErrorCode::MethodNotAllowed, message))).into_response()
+}

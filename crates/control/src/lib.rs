@@ -88,5 +88,7 @@ pub fn router(control: Arc<Control>) -> Router {
         .route("/api/v1/openapi.json", axum::routing::get(openapi::serve))
         .route("/metrics", axum::routing::get(metrics::serve))
         .merge(protected)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(axum::middleware::map_response(error::json_error_bodies))
         .with_state(control)
 }

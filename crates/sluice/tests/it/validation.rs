@@ -94,6 +94,31 @@ async fn invalid_files_and_bodies_are_refused_and_create_nothing() {
     assert_eq!(resp.status().as_u16(), 400);
     assert!(resp.text().await.unwrap().contains("auth_mod"));
     assert_eq!(client.list_endpoints().await.unwrap().len(), 1);
+
+    // What axum rejects before a handler runs comes in the same error body: a path segment that
+    // is not UTF-8, a query string that does not parse, a method the route does not take.
+    let base = format!("{}/api/v1/workspaces/default", server.url);
+    let cases = [
+        ("GET", format!("{base}/online-endpoints/%FF"), 400, "BadRequest", "UTF-8"),
+        ("GET", format!("{base}/online-endpoints/iris-ep/deployments/blue/logs?lines=abc"), 400, "BadRequest", "lines"),
+        ("GET", format!("{base}/usage?since=2026-11-25&since=2026-11-26"), 400, "BadRequest", "since"),
+        ("DELETE", url.clone(), 405, "MethodNotAllowed", "DELETE is not allowed on /api/v1/"),
+    ];
+    for (method, target, status, code, says) in cases {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let resp = http.request(method.clone(), &target).header("authorization", &auth).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), status, "{method} {target}");
+        let allow = resp.headers().get("allow").map(|v| v.to_str().unwrap().to_owned());
+        assert_eq!(resp.headers()["content-type"], "application/json", "{method} {target}");
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(body["error"]["code"], code, "{method} {target}: {body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(says), "{method} {target}: {message}");
+        if status == 405 {
+            let allow = allow.expect("a 405 keeps its Allow header");
+            assert!(allow.contains("GET") && allow.contains("POST"), "{allow}");
+        }
+    }
 }
 
 #[tokio::test]
