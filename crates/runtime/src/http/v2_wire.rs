@@ -71,8 +71,17 @@ pub struct DecodedRequest {
     pub binary_by_default: bool,
 }
 
-fn flag(parameters: Option<&Map<String, Value>>, key: &str) -> Option<bool> {
-    parameters.and_then(|p| p.get(key)).and_then(Value::as_bool)
+/// A boolean parameter (`binary_data`, `binary_data_output`); any other JSON type is refused, as
+/// Triton refuses it, rather than read as false.
+fn flag(parameters: Option<&Map<String, Value>>, key: &str, output: Option<&str>) -> Result<Option<bool>, InferError> {
+    match parameters.and_then(|p| p.get(key)) {
+        None => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(other) => {
+            let of = output.map(|name| format!("output '{name}': ")).unwrap_or_default();
+            Err(InferError::bad_request(format!("{of}parameter '{key}' must be true or false, not {other}")))
+        }
+    }
 }
 
 /// Parses and decodes a request body (JSON header plus optional binary section). Does not check it against the
@@ -143,13 +152,14 @@ pub fn decode_request(json: &[u8], binary_section: Bytes) -> Result<DecodedReque
             binary_section.len() - offset
         )));
     }
-    let binary_by_default = flag(request.parameters.as_ref(), "binary_data_output").unwrap_or(false);
+    let binary_by_default = flag(request.parameters.as_ref(), "binary_data_output", None)?.unwrap_or(false);
     let requested = request.outputs.unwrap_or_default();
-    let binary_outputs = requested
-        .iter()
-        .filter(|o| flag(o.parameters.as_ref(), "binary_data").unwrap_or(binary_by_default))
-        .map(|o| o.name.clone())
-        .collect();
+    let mut binary_outputs = Vec::new();
+    for output in &requested {
+        if flag(output.parameters.as_ref(), "binary_data", Some(&output.name))?.unwrap_or(binary_by_default) {
+            binary_outputs.push(output.name.clone());
+        }
+    }
     Ok(DecodedRequest {
         id: request.id,
         job: InferenceJob { inputs, outputs: requested.into_iter().map(|o| o.name).collect() },

@@ -83,5 +83,25 @@ async fn binary_data_output_flag_and_bad_sizes() {
     let (status, body) = crate::support::decode(response).await;
     assert_eq!(status, 400);
     assert_eq!(body["error"], "input 'input': binary_data_size 64 exceeds the 12 bytes of binary data left");
+
+    // A flag that is not a boolean is refused, not read as false.
+    for (request, message) in [
+        (
+            json!({"parameters": {"binary_data_output": "yes"},
+                   "inputs": [{"name": "input", "shape": [2, 4], "datatype": "FP32", "data": ROWS}]}),
+            "parameter 'binary_data_output' must be true or false, not \"yes\"",
+        ),
+        (
+            json!({"inputs": [{"name": "input", "shape": [2, 4], "datatype": "FP32", "data": ROWS}],
+                   "outputs": [{"name": "label", "parameters": {"binary_data": 1}}]}),
+            "output 'label': parameter 'binary_data' must be true or false, not 1",
+        ),
+    ] {
+        let response =
+            server.client.post(server.url("/v2/models/iris/infer")).json(&request).send().await.expect("POST");
+        let (status, body) = crate::support::decode(response).await;
+        assert_eq!(status, 400);
+        assert_eq!(body["error"], message);
+    }
     server.stop().await;
 }
