@@ -47,6 +47,8 @@ pub enum ErrorCode {
     BadRequest,
     /// Unknown model or version.
     NotFound,
+    /// The route exists but does not take the request's method.
+    MethodNotAllowed,
     /// The body exceeds `--max-request-bytes`.
     PayloadTooLarge,
     /// The content type is not accepted.
@@ -63,6 +65,7 @@ impl ErrorCode {
         match self {
             Self::BadRequest => StatusCode::BAD_REQUEST,
             Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
@@ -75,6 +78,7 @@ impl ErrorCode {
         match self {
             Self::BadRequest => "bad_request",
             Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
             Self::PayloadTooLarge => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::Overloaded => "overloaded",

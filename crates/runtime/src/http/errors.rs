@@ -43,18 +43,39 @@ impl IntoResponse for ErrorResponse {
 
 fn mlflow_code(code: ErrorCode) -> &'static str {
     match code {
-        ErrorCode::BadRequest | ErrorCode::PayloadTooLarge | ErrorCode::UnsupportedMediaType => "BAD_REQUEST",
+        ErrorCode::BadRequest
+        | ErrorCode::MethodNotAllowed
+        | ErrorCode::PayloadTooLarge
+        | ErrorCode::UnsupportedMediaType => "BAD_REQUEST",
         ErrorCode::NotFound => "RESOURCE_DOES_NOT_EXIST",
         ErrorCode::Overloaded => "TEMPORARILY_UNAVAILABLE",
         ErrorCode::Internal => "INTERNAL_ERROR",
     }
 }
 
+/// The envelope of a path's route family.
+fn envelope_of(path: &str) -> Envelope {
+    if path.starts_with("/v2") {
+        Envelope::V2
+    } else if path.starts_with("/invocations") {
+        Envelope::Mlflow
+    } else {
+        Envelope::Azure
+    }
+}
+
 /// The fallback for unknown paths: a JSON 404 in the envelope of the path's family.
 pub async fn not_found(uri: Uri) -> Response {
     let path = uri.path();
-    let envelope = if path.starts_with("/v2") { Envelope::V2 } else { Envelope::Azure };
-    ErrorResponse(envelope, InferError::not_found(format!("no route for {path}"))).into_response()
+    ErrorResponse(envelope_of(path), InferError::not_found(format!("no route for {path}"))).into_response()
+}
+
+/// A route that exists but not for this method (`GET /v2/models/m/infer`): a JSON 405 in the
+/// envelope of the path's family; axum adds the `Allow` header.
+pub async fn method_not_allowed(method: http::Method, uri: Uri) -> Response {
+    let path = uri.path();
+    let message = format!("{method} is not allowed on {path}");
+    ErrorResponse(envelope_of(path), InferError::new(ErrorCode::MethodNotAllowed, message)).into_response()
 }
 
 #[cfg(test)]

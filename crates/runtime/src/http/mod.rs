@@ -88,6 +88,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/swagger.json", get(swagger::swagger))
         .route("/invocations", post(score::invocations))
         .fallback(errors::not_found)
+        .method_not_allowed_fallback(errors::method_not_allowed)
         // The limit applies while the body is read, so a huge upload is cut off early.
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)

@@ -177,5 +177,7 @@ async fn unknown_versions_are_404_with_the_azure_message() {
     assert_eq!(response.status().as_u16(), 200);
     let response = server.client.post(server.url("/swagger.json")).send().await.expect("POST");
     assert_eq!(response.status().as_u16(), 405);
+    let body: serde_json::Value = response.json().await.expect("a JSON error body");
+    assert_eq!(body, json!({"message": "POST is not allowed on /swagger.json"}));
     server.stop().await;
 }

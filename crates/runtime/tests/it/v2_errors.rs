@@ -88,6 +88,9 @@ async fn the_infer_route_answers_like_the_router_around_it() {
     assert_eq!(server.post_json("/v2/models/iris/versions/1/infer", &ok).await, (200, plain));
     let response = server.client.get(server.url("/v2/models/iris/infer")).send().await.expect("GET");
     assert_eq!(response.status(), 405);
+    assert_eq!(response.headers()["allow"], "POST");
+    let body: serde_json::Value = response.json().await.expect("a JSON error body");
+    assert_eq!(body, json!({"error": "GET is not allowed on /v2/models/iris/infer"}));
     assert_eq!(server.post_json("/v2/models/iris/infer/", &ok).await.0, 404);
     expect_error(&server, "/v2/models/iris/infer", &json!({"inputs": 3}), 400, "inputs").await;
     server.stop().await;
