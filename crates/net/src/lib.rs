@@ -14,8 +14,12 @@
 //! [`QuietUnixListener`] accepts such connections for `axum::serve`.
 //!
 //! [`hot::HotRoute`] answers a server's one hot route in front of its axum router.
+//!
+//! [`serve::serve_http1`] is the server's public listener, with a bound on how long a client may
+//! hold a connection without sending a request.
 
 pub mod hot;
+pub mod serve;
 
 use std::io::{self, IoSlice, Write};
 use std::os::fd::{AsRawFd, OwnedFd};

@@ -10,7 +10,7 @@ pub struct ServerArgs {
     #[arg(long, env = "SLUICE_ADDR")]
     pub addr: Option<SocketAddr>,
     /// YAML config file (keys: addr, public_url, onnxruntime, python, token_lifetime_s, prices, batch_workers,
-    /// otlp_endpoint)
+    /// otlp_endpoint, serverless_request_timeout_s, header_read_timeout_s)
     #[arg(long, env = "SLUICE_CONFIG")]
     pub config: Option<PathBuf>,
     /// URL clients use to reach this server, for scoring_uri [default: http://<addr>]
@@ -47,6 +47,7 @@ struct FileConfig {
     batch_workers: Option<usize>,
     otlp_endpoint: Option<String>,
     serverless_request_timeout_s: Option<u64>,
+    header_read_timeout_s: Option<u64>,
 }
 
 /// Settings after merging every source.
@@ -68,6 +69,9 @@ pub struct Settings {
     /// The longest a serverless request may take, first token to last (a client's own
     /// `x-sluice-deadline-ms` may only shorten it).
     pub serverless_request_timeout: std::time::Duration,
+    /// How long a client connection may go without sending a complete request head, from when it
+    /// opened or from the end of its previous answer; then it is closed.
+    pub header_read_timeout: std::time::Duration,
 }
 
 impl Settings {
@@ -104,6 +108,11 @@ impl Settings {
                 "config serverless_request_timeout_s is {serverless_request_timeout_s}: expected 1 to 86400 seconds"
             ));
         }
+        let header_read_timeout_s =
+            file.header_read_timeout_s.unwrap_or(sluice_net::serve::DEFAULT_HEADER_READ_TIMEOUT.as_secs());
+        if !(1..=3600).contains(&header_read_timeout_s) {
+            return Err(format!("config header_read_timeout_s is {header_read_timeout_s}: expected 1 to 3600 seconds"));
+        }
         Ok(Self {
             addr: args.addr.or(file.addr).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
             data_dir,
@@ -118,6 +127,7 @@ impl Settings {
             batch_workers,
             otlp_endpoint: args.otlp_endpoint.or(file.otlp_endpoint),
             serverless_request_timeout: std::time::Duration::from_secs(serverless_request_timeout_s),
+            header_read_timeout: std::time::Duration::from_secs(header_read_timeout_s),
         })
     }
 }
@@ -184,8 +194,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("c.yaml");
         std::fs::write(&file, "adr: 1\n").unwrap();
-        let err = Settings::resolve(ServerArgs { config: Some(file), ..Default::default() }, "d".into(), None, None)
-            .unwrap_err();
+        let err =
+            Settings::resolve(ServerArgs { config: Some(file.clone()), ..Default::default() }, "d".into(), None, None)
+                .unwrap_err();
         assert!(err.contains("unknown field `adr`"), "{err}");
         let err = Settings::resolve(
             ServerArgs { config: Some(dir.path().join("missing")), ..Default::default() },
@@ -195,5 +206,15 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.contains("cannot read config file"), "{err}");
+        for bad in ["0", "3601"] {
+            std::fs::write(&file, format!("header_read_timeout_s: {bad}\n")).unwrap();
+            let args = ServerArgs { config: Some(file.clone()), ..Default::default() };
+            let err = Settings::resolve(args, "d".into(), None, None).unwrap_err();
+            assert_eq!(err, format!("config header_read_timeout_s is {bad}: expected 1 to 3600 seconds"));
+        }
+        std::fs::write(&file, "header_read_timeout_s: 5\n").unwrap();
+        let args = ServerArgs { config: Some(file.clone()), ..Default::default() };
+        let settings = Settings::resolve(args, "d".into(), None, None).unwrap();
+        assert_eq!(settings.header_read_timeout, std::time::Duration::from_secs(5));
     }
 }

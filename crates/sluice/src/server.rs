@@ -3,7 +3,6 @@
 
 use crate::config::{ServerArgs, Settings};
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use sluice_backend::{LocalBackend, LocalBackendConfig};
 use sluice_control::secrets::{Secrets, load_or_create_key, new_credential, write_private};
 use sluice_control::{ArtifactStore, Control, Reconciler, ReplicaLaunch};
@@ -211,10 +210,8 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     println!("Sluice is serving on {public_url} (data directory {})", data_dir.display());
     tracing::info!(addr = %local, "listening");
     // Scoring requests are answered in front of the router (sluice_gateway::with_hot_route).
-    let service = axum::ServiceExt::into_make_service(sluice_gateway::with_hot_route(gateway, app));
-    axum::serve(listener.tap_io(sluice_runtime::http::no_delay), service)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    let service = sluice_gateway::with_hot_route(gateway, app);
+    sluice_net::serve::serve_http1(listener, service, settings.header_read_timeout, shutdown_signal()).await?;
     tracing::info!("stopping replicas");
     backend.shutdown().await;
     Ok(())

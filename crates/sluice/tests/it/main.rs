@@ -7,6 +7,7 @@ mod batch;
 mod batch_local;
 mod batch_s3;
 mod collect;
+mod connections;
 mod custom_container;
 mod durability;
 mod harness;
