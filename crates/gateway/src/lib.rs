@@ -10,6 +10,7 @@
 
 pub mod admission;
 pub mod auth;
+mod body;
 mod collector;
 mod mirror;
 mod names;
@@ -21,6 +22,7 @@ pub mod stats;
 mod table;
 pub mod telemetry;
 
+pub use body::DEFAULT_BODY_IDLE_TIMEOUT;
 pub use collector::DataCollector;
 pub use mirror::outputs_agree;
 pub use routes::{DEPLOYMENT_HEADER, GatewayState, MAX_BODY_BYTES, router, with_hot_route};

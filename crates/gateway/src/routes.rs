@@ -55,6 +55,8 @@ pub struct GatewayState {
     pub serverless: crate::serverless::ServerlessMeter,
     /// The longest a serverless request may take (`crate::serverless::DEFAULT_TIMEOUT` unless set).
     pub serverless_timeout: std::time::Duration,
+    /// The longest wait for the next piece of a request body (`crate::body`).
+    pub body_idle_timeout: std::time::Duration,
     collector: Option<DataCollector>,
     pub(crate) client: ReplicaClient,
     mirror_limits: MirrorLimits,
@@ -88,6 +90,7 @@ impl GatewayState {
             admissions,
             serverless: crate::serverless::ServerlessMeter::default(),
             serverless_timeout: crate::serverless::DEFAULT_TIMEOUT,
+            body_idle_timeout: crate::body::DEFAULT_BODY_IDLE_TIMEOUT,
             collector: None,
             client: ReplicaClient::new(),
             mirror_limits: MirrorLimits::default(),
@@ -142,6 +145,27 @@ pub fn with_hot_route(
         })
     };
     HotRoute::new(hot, app)
+}
+
+/// The answer to a body that could not be read, in the caller's error shape.
+pub(crate) fn body_error(
+    e: crate::body::BodyError,
+    limit: usize,
+    idle: Duration,
+    answer: impl FnOnce(StatusCode, String) -> Response,
+) -> Response {
+    use crate::body::BodyError;
+    match e {
+        BodyError::TooLarge => answer(StatusCode::PAYLOAD_TOO_LARGE, format!("request body over {} MiB", limit >> 20)),
+        BodyError::Stalled => answer(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the request body stopped arriving: nothing came for {} s before its end (a Content-Length larger than the body sent?)",
+                idle.as_secs()
+            ),
+        ),
+        BodyError::Failed => answer(StatusCode::BAD_REQUEST, "the request body could not be read".to_owned()),
+    }
 }
 
 /// Azure's data-plane error body.
@@ -227,11 +251,9 @@ async fn route(
         return unauthorized();
     }
     let (parts, body) = req.into_parts();
-    let body = match http_body_util::Limited::new(body, MAX_BODY_BYTES).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(_) => {
-            return message(StatusCode::PAYLOAD_TOO_LARGE, format!("request body over {} MiB", MAX_BODY_BYTES >> 20));
-        }
+    let body = match crate::body::read_body(body, MAX_BODY_BYTES, state.body_idle_timeout).await {
+        Ok(b) => b,
+        Err(e) => return body_error(e, MAX_BODY_BYTES, state.body_idle_timeout, message),
     };
     let pinned = parts.headers.get(names::DEPLOYMENT).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let (deployment, dep) = match choose(ep, endpoint, pinned.as_deref()) {

@@ -383,14 +383,17 @@ async fn serve(
         }
     };
     let (parts, body) = req.into_parts();
-    let body = match http_body_util::Limited::new(body, MAX_SERVERLESS_BODY_BYTES).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(_) => {
-            return api_error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "PayloadTooLarge",
-                format!("request body over {} MiB", MAX_SERVERLESS_BODY_BYTES >> 20),
-            );
+    let body = match crate::body::read_body(body, MAX_SERVERLESS_BODY_BYTES, state.body_idle_timeout).await {
+        Ok(b) => b,
+        Err(e) => {
+            let code = match e {
+                crate::body::BodyError::TooLarge => "PayloadTooLarge",
+                crate::body::BodyError::Stalled => "RequestTimeout",
+                crate::body::BodyError::Failed => "BadRequest",
+            };
+            return crate::routes::body_error(e, MAX_SERVERLESS_BODY_BYTES, state.body_idle_timeout, |status, text| {
+                api_error(status, code, text)
+            });
         }
     };
     let path_and_query = match parts.uri.query() {

@@ -10,7 +10,7 @@ pub struct ServerArgs {
     #[arg(long, env = "SLUICE_ADDR")]
     pub addr: Option<SocketAddr>,
     /// YAML config file (keys: addr, public_url, onnxruntime, python, token_lifetime_s, prices, batch_workers,
-    /// otlp_endpoint, serverless_request_timeout_s, header_read_timeout_s)
+    /// otlp_endpoint, serverless_request_timeout_s, header_read_timeout_s, body_idle_timeout_s)
     #[arg(long, env = "SLUICE_CONFIG")]
     pub config: Option<PathBuf>,
     /// URL clients use to reach this server, for scoring_uri [default: http://<addr>]
@@ -48,6 +48,7 @@ struct FileConfig {
     otlp_endpoint: Option<String>,
     serverless_request_timeout_s: Option<u64>,
     header_read_timeout_s: Option<u64>,
+    body_idle_timeout_s: Option<u64>,
 }
 
 /// Settings after merging every source.
@@ -72,6 +73,8 @@ pub struct Settings {
     /// How long a client connection may go without sending a complete request head, from when it
     /// opened or from the end of its previous answer; then it is closed.
     pub header_read_timeout: std::time::Duration,
+    /// The longest wait for the next piece of a scoring request's body; then 408.
+    pub body_idle_timeout: std::time::Duration,
 }
 
 impl Settings {
@@ -113,6 +116,11 @@ impl Settings {
         if !(1..=3600).contains(&header_read_timeout_s) {
             return Err(format!("config header_read_timeout_s is {header_read_timeout_s}: expected 1 to 3600 seconds"));
         }
+        let body_idle_timeout_s =
+            file.body_idle_timeout_s.unwrap_or(sluice_gateway::DEFAULT_BODY_IDLE_TIMEOUT.as_secs());
+        if !(1..=3600).contains(&body_idle_timeout_s) {
+            return Err(format!("config body_idle_timeout_s is {body_idle_timeout_s}: expected 1 to 3600 seconds"));
+        }
         Ok(Self {
             addr: args.addr.or(file.addr).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
             data_dir,
@@ -128,6 +136,7 @@ impl Settings {
             otlp_endpoint: args.otlp_endpoint.or(file.otlp_endpoint),
             serverless_request_timeout: std::time::Duration::from_secs(serverless_request_timeout_s),
             header_read_timeout: std::time::Duration::from_secs(header_read_timeout_s),
+            body_idle_timeout: std::time::Duration::from_secs(body_idle_timeout_s),
         })
     }
 }
@@ -206,15 +215,18 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.contains("cannot read config file"), "{err}");
-        for bad in ["0", "3601"] {
-            std::fs::write(&file, format!("header_read_timeout_s: {bad}\n")).unwrap();
-            let args = ServerArgs { config: Some(file.clone()), ..Default::default() };
-            let err = Settings::resolve(args, "d".into(), None, None).unwrap_err();
-            assert_eq!(err, format!("config header_read_timeout_s is {bad}: expected 1 to 3600 seconds"));
+        for key in ["header_read_timeout_s", "body_idle_timeout_s"] {
+            for bad in ["0", "3601"] {
+                std::fs::write(&file, format!("{key}: {bad}\n")).unwrap();
+                let args = ServerArgs { config: Some(file.clone()), ..Default::default() };
+                let err = Settings::resolve(args, "d".into(), None, None).unwrap_err();
+                assert_eq!(err, format!("config {key} is {bad}: expected 1 to 3600 seconds"));
+            }
         }
-        std::fs::write(&file, "header_read_timeout_s: 5\n").unwrap();
+        std::fs::write(&file, "header_read_timeout_s: 5\nbody_idle_timeout_s: 7\n").unwrap();
         let args = ServerArgs { config: Some(file.clone()), ..Default::default() };
         let settings = Settings::resolve(args, "d".into(), None, None).unwrap();
         assert_eq!(settings.header_read_timeout, std::time::Duration::from_secs(5));
+        assert_eq!(settings.body_idle_timeout, std::time::Duration::from_secs(7));
     }
 }

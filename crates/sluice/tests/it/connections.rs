@@ -1,12 +1,13 @@
 //! The public listener closes connections that hold on without sending a request
 //! (`header_read_timeout_s`), so idle or trickling clients cannot use up the server's
-//! connections; a client that keeps sending requests keeps its connection.
+//! connections; a client that keeps sending requests keeps its connection. A scoring request
+//! whose body stops arriving is answered 408 (`body_idle_timeout_s`).
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use crate::harness::Server;
+use crate::harness::{Server, deploy_iris, primary_key};
 
 /// Reads until the server closes the connection; what came before the close.
 /// The read deadline is far above the 1 s setting and only keeps a broken server from hanging the test.
@@ -60,4 +61,43 @@ fn connections_that_send_no_request_are_closed() {
         assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
         std::thread::sleep(Duration::from_millis(400));
     }
+}
+
+#[test]
+fn a_scoring_body_that_stops_arriving_is_answered_408() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("sluice.yaml");
+    std::fs::write(&config, "body_idle_timeout_s: 1\n").unwrap();
+    let server = Server::start_on(&tmp.path().join("data"), &["--config", config.to_str().unwrap()]);
+    deploy_iris(&server);
+    let key = primary_key(&server, "iris-ep");
+    let addr = server.url.trim_start_matches("http://").to_owned();
+
+    // 100 bytes promised, 10 sent.
+    let mut short = TcpStream::connect(&addr).unwrap();
+    let head = format!(
+        "POST /endpoints/iris-ep/score HTTP/1.1\r\nHost: sluice\r\nAuthorization: Bearer {key}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"inputs\":"
+    );
+    short.write_all(head.as_bytes()).unwrap();
+    let answer = String::from_utf8(read_to_close(&mut short).unwrap()).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
+    assert!(answer.contains("the request body stopped arriving: nothing came for 1 s"), "{answer}");
+
+    // A body sent in pieces, each within the timeout, is scored.
+    let body = br#"{"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}]}"#;
+    let mut slow = TcpStream::connect(&addr).unwrap();
+    let head = format!(
+        "POST /endpoints/iris-ep/v2/models/iris/infer HTTP/1.1\r\nHost: sluice\r\nAuthorization: Bearer {key}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    slow.write_all(head.as_bytes()).unwrap();
+    for piece in body.chunks(body.len() / 3 + 1) {
+        std::thread::sleep(Duration::from_millis(600));
+        slow.write_all(piece).unwrap();
+    }
+    let answer = String::from_utf8(read_to_close(&mut slow).unwrap()).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    assert!(answer.contains(r#""name":"label""#), "{answer}");
 }
