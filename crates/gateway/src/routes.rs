@@ -57,6 +57,8 @@ pub struct GatewayState {
     pub serverless_timeout: std::time::Duration,
     /// The longest wait for the next piece of a request body (`crate::body`).
     pub body_idle_timeout: std::time::Duration,
+    /// The memory all request bodies held at once may take (`crate::body`).
+    pub body_budget: crate::body::BodyBudget,
     collector: Option<DataCollector>,
     pub(crate) client: ReplicaClient,
     mirror_limits: MirrorLimits,
@@ -91,6 +93,7 @@ impl GatewayState {
             serverless: crate::serverless::ServerlessMeter::default(),
             serverless_timeout: crate::serverless::DEFAULT_TIMEOUT,
             body_idle_timeout: crate::body::DEFAULT_BODY_IDLE_TIMEOUT,
+            body_budget: crate::body::BodyBudget::default(),
             collector: None,
             client: ReplicaClient::new(),
             mirror_limits: MirrorLimits::default(),
@@ -151,11 +154,21 @@ pub fn with_hot_route(
 pub(crate) fn body_error(
     e: crate::body::BodyError,
     limit: usize,
-    idle: Duration,
+    state: &GatewayState,
     answer: impl FnOnce(StatusCode, String) -> Response,
 ) -> Response {
     use crate::body::BodyError;
+    let idle = state.body_idle_timeout;
     match e {
+        BodyError::Busy => {
+            let text = format!(
+                "the server is holding {} MiB of request bodies already (request_body_memory_mib); retry shortly",
+                state.body_budget.mib()
+            );
+            let mut response = answer(StatusCode::SERVICE_UNAVAILABLE, text);
+            response.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+            response
+        }
         BodyError::TooLarge => answer(StatusCode::PAYLOAD_TOO_LARGE, format!("request body over {} MiB", limit >> 20)),
         BodyError::Stalled => answer(
             StatusCode::REQUEST_TIMEOUT,
@@ -251,10 +264,11 @@ async fn route(
         return unauthorized();
     }
     let (parts, body) = req.into_parts();
-    let body = match crate::body::read_body(body, MAX_BODY_BYTES, state.body_idle_timeout).await {
-        Ok(b) => b,
-        Err(e) => return body_error(e, MAX_BODY_BYTES, state.body_idle_timeout, message),
-    };
+    let (body, _held) =
+        match crate::body::read_body(body, MAX_BODY_BYTES, state.body_idle_timeout, &state.body_budget).await {
+            Ok(crate::body::ReadBody { bytes, held }) => (bytes, held),
+            Err(e) => return body_error(e, MAX_BODY_BYTES, state, message),
+        };
     let pinned = parts.headers.get(names::DEPLOYMENT).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let (deployment, dep) = match choose(ep, endpoint, pinned.as_deref()) {
         Ok(d) => d,

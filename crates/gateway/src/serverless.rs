@@ -383,15 +383,17 @@ async fn serve(
         }
     };
     let (parts, body) = req.into_parts();
-    let body = match crate::body::read_body(body, MAX_SERVERLESS_BODY_BYTES, state.body_idle_timeout).await {
-        Ok(b) => b,
+    let read = crate::body::read_body(body, MAX_SERVERLESS_BODY_BYTES, state.body_idle_timeout, &state.body_budget);
+    let (body, _held) = match read.await {
+        Ok(crate::body::ReadBody { bytes, held }) => (bytes, held),
         Err(e) => {
             let code = match e {
                 crate::body::BodyError::TooLarge => "PayloadTooLarge",
                 crate::body::BodyError::Stalled => "RequestTimeout",
                 crate::body::BodyError::Failed => "BadRequest",
+                crate::body::BodyError::Busy => "ServiceUnavailable",
             };
-            return crate::routes::body_error(e, MAX_SERVERLESS_BODY_BYTES, state.body_idle_timeout, |status, text| {
+            return crate::routes::body_error(e, MAX_SERVERLESS_BODY_BYTES, state, |status, text| {
                 api_error(status, code, text)
             });
         }

@@ -10,7 +10,8 @@ pub struct ServerArgs {
     #[arg(long, env = "SLUICE_ADDR")]
     pub addr: Option<SocketAddr>,
     /// YAML config file (keys: addr, public_url, onnxruntime, python, token_lifetime_s, prices, batch_workers,
-    /// otlp_endpoint, serverless_request_timeout_s, header_read_timeout_s, body_idle_timeout_s)
+    /// otlp_endpoint, serverless_request_timeout_s, header_read_timeout_s, body_idle_timeout_s,
+    /// request_body_memory_mib)
     #[arg(long, env = "SLUICE_CONFIG")]
     pub config: Option<PathBuf>,
     /// URL clients use to reach this server, for scoring_uri [default: http://<addr>]
@@ -49,6 +50,7 @@ struct FileConfig {
     serverless_request_timeout_s: Option<u64>,
     header_read_timeout_s: Option<u64>,
     body_idle_timeout_s: Option<u64>,
+    request_body_memory_mib: Option<u64>,
 }
 
 /// Settings after merging every source.
@@ -75,6 +77,9 @@ pub struct Settings {
     pub header_read_timeout: std::time::Duration,
     /// The longest wait for the next piece of a scoring request's body; then 408.
     pub body_idle_timeout: std::time::Duration,
+    /// The memory request bodies held at once may take, beyond each one's first 64 KiB; a body
+    /// that does not fit is refused with 503.
+    pub request_body_memory_mib: u64,
 }
 
 impl Settings {
@@ -121,6 +126,12 @@ impl Settings {
         if !(1..=3600).contains(&body_idle_timeout_s) {
             return Err(format!("config body_idle_timeout_s is {body_idle_timeout_s}: expected 1 to 3600 seconds"));
         }
+        let request_body_memory_mib = file.request_body_memory_mib.unwrap_or_else(default_body_memory_mib);
+        if !(128..=1 << 20).contains(&request_body_memory_mib) {
+            return Err(format!(
+                "config request_body_memory_mib is {request_body_memory_mib}: expected 128 to 1048576 (one body may be 100 MiB)"
+            ));
+        }
         Ok(Self {
             addr: args.addr.or(file.addr).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
             data_dir,
@@ -137,6 +148,7 @@ impl Settings {
             serverless_request_timeout: std::time::Duration::from_secs(serverless_request_timeout_s),
             header_read_timeout: std::time::Duration::from_secs(header_read_timeout_s),
             body_idle_timeout: std::time::Duration::from_secs(body_idle_timeout_s),
+            request_body_memory_mib,
         })
     }
 }
@@ -151,6 +163,11 @@ fn read_file(path: &Path) -> Result<FileConfig, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
     let de = serde_yaml::Deserializer::from_str(&text);
     serde::Deserialize::deserialize(de).map_err(|e| format!("config file {}: {e}", path.display()))
+}
+
+/// A quarter of the machine's memory, from 128 MiB to 16 GiB (1 GiB when it cannot be read).
+fn default_body_memory_mib() -> u64 {
+    sluice_backend::HostProfile::detect().memory_total_bytes.map_or(1024, |bytes| (bytes >> 22).clamp(128, 16 << 10))
 }
 
 #[cfg(test)]
@@ -215,6 +232,15 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.contains("cannot read config file"), "{err}");
+        for bad in ["127", "1048577"] {
+            std::fs::write(&file, format!("request_body_memory_mib: {bad}\n")).unwrap();
+            let args = ServerArgs { config: Some(file.clone()), ..Default::default() };
+            let err = Settings::resolve(args, "d".into(), None, None).unwrap_err();
+            assert!(
+                err.starts_with(&format!("config request_body_memory_mib is {bad}: expected 128 to 1048576")),
+                "{err}"
+            );
+        }
         for key in ["header_read_timeout_s", "body_idle_timeout_s"] {
             for bad in ["0", "3601"] {
                 std::fs::write(&file, format!("{key}: {bad}\n")).unwrap();

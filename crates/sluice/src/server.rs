@@ -182,6 +182,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     gateway.serverless = control.gateway_meter.clone();
     gateway.serverless_timeout = settings.serverless_request_timeout;
     gateway.body_idle_timeout = settings.body_idle_timeout;
+    gateway.body_budget = sluice_gateway::BodyBudget::new((settings.request_body_memory_mib as usize) << 20);
     let gateway = gateway.with_collector(sluice_gateway::DataCollector::start(data_dir.join("data-collector")));
     // Batch endpoints' `/endpoints/{name}/jobs` is answered in front of the gateway; every other
     // data-plane request passes through to it unchanged.

@@ -1,7 +1,8 @@
 //! The public listener closes connections that hold on without sending a request
 //! (`header_read_timeout_s`), so idle or trickling clients cannot use up the server's
 //! connections; a client that keeps sending requests keeps its connection. A scoring request
-//! whose body stops arriving is answered 408 (`body_idle_timeout_s`).
+//! whose body stops arriving is answered 408 (`body_idle_timeout_s`), and one that does not fit
+//! beside the large bodies already held is answered 503 (`request_body_memory_mib`).
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
@@ -100,4 +101,62 @@ fn a_scoring_body_that_stops_arriving_is_answered_408() {
     let answer = String::from_utf8(read_to_close(&mut slow).unwrap()).unwrap();
     assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
     assert!(answer.contains(r#""name":"label""#), "{answer}");
+}
+
+/// A scoring request's head with `Content-Length: length`.
+fn head(key: &str, length: usize) -> String {
+    format!(
+        "POST /endpoints/iris-ep/score HTTP/1.1\r\nHost: sluice\r\nAuthorization: Bearer {key}\r\n\
+         Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
+    )
+}
+
+#[test]
+fn a_large_body_that_does_not_fit_beside_the_others_is_answered_503() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("sluice.yaml");
+    std::fs::write(&config, "request_body_memory_mib: 128\n").unwrap();
+    let server = Server::start_on(&tmp.path().join("data"), &["--config", config.to_str().unwrap()]);
+    deploy_iris(&server);
+    let key = primary_key(&server, "iris-ep");
+    let addr = server.url.trim_start_matches("http://").to_owned();
+
+    // 100 MiB promised and being sent: its share of the 128 MiB is held from the head on.
+    let mut large = TcpStream::connect(&addr).unwrap();
+    large.write_all(head(&key, 100 << 20).as_bytes()).unwrap();
+    large.write_all(b"[").unwrap();
+    // 40 MiB more does not fit: refused at once, before its body is sent.
+    let mut refused = TcpStream::connect(&addr).unwrap();
+    refused.write_all(head(&key, 40 << 20).as_bytes()).unwrap();
+    let answer = String::from_utf8(read_to_close(&mut refused).unwrap()).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 503 "), "{answer}");
+    assert!(answer.to_ascii_lowercase().contains("retry-after: 1\r\n"), "{answer}");
+    assert!(answer.contains("holding 128 MiB of request bodies already"), "{answer}");
+    // A small request is served meanwhile.
+    let body = br#"{"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}]}"#;
+    let mut small = TcpStream::connect(&addr).unwrap();
+    small.write_all(head(&key, body.len()).replace("\r\n\r\n", "\r\nConnection: close\r\n\r\n").as_bytes()).unwrap();
+    small.write_all(body).unwrap();
+    let answer = String::from_utf8(read_to_close(&mut small).unwrap()).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+
+    // Once the large upload is abandoned its share is given back, and the 40 MiB body fits.
+    drop(large);
+    let fits = |length: usize| {
+        let mut next = TcpStream::connect(&addr).unwrap();
+        next.write_all(head(&key, length).as_bytes()).unwrap();
+        next.shutdown(std::net::Shutdown::Write).unwrap();
+        String::from_utf8(read_to_close(&mut next).unwrap()).unwrap()
+    };
+    let mut answer = fits(40 << 20);
+    for _ in 0..50 {
+        if !answer.starts_with("HTTP/1.1 503 ") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        answer = fits(40 << 20);
+    }
+    // Admitted to reading: the client then ends its side without the body, which is a 400.
+    assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+    assert!(answer.contains("the request body could not be read"), "{answer}");
 }
