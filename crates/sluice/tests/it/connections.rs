@@ -28,13 +28,39 @@ fn read_to_close(stream: &mut TcpStream) -> Result<Vec<u8>, String> {
 
 const HEALTHZ: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: sluice\r\n\r\n";
 
+/// One iris row in the v2 protocol.
+const IRIS_ROW: &[u8] =
+    br#"{"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}]}"#;
+
+/// A server with `config` as its config file, and its `host:port`; keep the directory alive.
+fn start(config: &str) -> (Server, String, tempfile::TempDir) {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("sluice.yaml");
+    std::fs::write(&file, config).unwrap();
+    let server = Server::start_on(&tmp.path().join("data"), &["--config", file.to_str().unwrap()]);
+    let addr = server.url.trim_start_matches("http://").to_owned();
+    (server, addr, tmp)
+}
+
+/// [`start`], with the iris model deployed behind `iris-ep`; also its primary key.
+fn start_deployed(config: &str) -> (Server, String, String, tempfile::TempDir) {
+    let (server, addr, tmp) = start(config);
+    deploy_iris(&server);
+    let key = primary_key(&server, "iris-ep");
+    (server, addr, key, tmp)
+}
+
+/// A scoring request's head for `path` under the iris endpoint, with `Content-Length: length`.
+fn head(path: &str, key: &str, length: usize, extra: &str) -> String {
+    format!(
+        "POST /endpoints/iris-ep/{path} HTTP/1.1\r\nHost: sluice\r\nAuthorization: Bearer {key}\r\n\
+         Content-Type: application/json\r\nContent-Length: {length}\r\n{extra}\r\n"
+    )
+}
+
 #[test]
 fn connections_that_send_no_request_are_closed() {
-    let tmp = tempfile::tempdir().unwrap();
-    let config = tmp.path().join("sluice.yaml");
-    std::fs::write(&config, "header_read_timeout_s: 1\n").unwrap();
-    let server = Server::start_on(&tmp.path().join("data"), &["--config", config.to_str().unwrap()]);
-    let addr = server.url.trim_start_matches("http://").to_owned();
+    let (_server, addr, _tmp) = start("header_read_timeout_s: 1\n");
 
     // Half a request head, never finished.
     let mut trickle = TcpStream::connect(&addr).unwrap();
@@ -66,34 +92,20 @@ fn connections_that_send_no_request_are_closed() {
 
 #[test]
 fn a_scoring_body_that_stops_arriving_is_answered_408() {
-    let tmp = tempfile::tempdir().unwrap();
-    let config = tmp.path().join("sluice.yaml");
-    std::fs::write(&config, "body_idle_timeout_s: 1\n").unwrap();
-    let server = Server::start_on(&tmp.path().join("data"), &["--config", config.to_str().unwrap()]);
-    deploy_iris(&server);
-    let key = primary_key(&server, "iris-ep");
-    let addr = server.url.trim_start_matches("http://").to_owned();
+    let (_server, addr, key, _tmp) = start_deployed("body_idle_timeout_s: 1\n");
 
     // 100 bytes promised, 10 sent.
     let mut short = TcpStream::connect(&addr).unwrap();
-    let head = format!(
-        "POST /endpoints/iris-ep/score HTTP/1.1\r\nHost: sluice\r\nAuthorization: Bearer {key}\r\n\
-         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"inputs\":"
-    );
-    short.write_all(head.as_bytes()).unwrap();
+    short.write_all(head("score", &key, 100, "").as_bytes()).unwrap();
+    short.write_all(br#"{"inputs":"#).unwrap();
     let answer = String::from_utf8(read_to_close(&mut short).unwrap()).unwrap();
     assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
     assert!(answer.contains("the request body stopped arriving: nothing came for 1 s"), "{answer}");
 
     // A body sent in pieces, each within the timeout, is scored.
-    let body = br#"{"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}]}"#;
+    let body = IRIS_ROW;
     let mut slow = TcpStream::connect(&addr).unwrap();
-    let head = format!(
-        "POST /endpoints/iris-ep/v2/models/iris/infer HTTP/1.1\r\nHost: sluice\r\nAuthorization: Bearer {key}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    slow.write_all(head.as_bytes()).unwrap();
+    slow.write_all(head("v2/models/iris/infer", &key, body.len(), "Connection: close\r\n").as_bytes()).unwrap();
     for piece in body.chunks(body.len() / 3 + 1) {
         std::thread::sleep(Duration::from_millis(600));
         slow.write_all(piece).unwrap();
@@ -103,60 +115,53 @@ fn a_scoring_body_that_stops_arriving_is_answered_408() {
     assert!(answer.contains(r#""name":"label""#), "{answer}");
 }
 
-/// A scoring request's head with `Content-Length: length`.
-fn head(key: &str, length: usize) -> String {
-    format!(
-        "POST /endpoints/iris-ep/score HTTP/1.1\r\nHost: sluice\r\nAuthorization: Bearer {key}\r\n\
-         Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
-    )
-}
-
 #[test]
 fn a_large_body_that_does_not_fit_beside_the_others_is_answered_503() {
-    let tmp = tempfile::tempdir().unwrap();
-    let config = tmp.path().join("sluice.yaml");
-    std::fs::write(&config, "request_body_memory_mib: 128\n").unwrap();
-    let server = Server::start_on(&tmp.path().join("data"), &["--config", config.to_str().unwrap()]);
-    deploy_iris(&server);
-    let key = primary_key(&server, "iris-ep");
-    let addr = server.url.trim_start_matches("http://").to_owned();
+    let (_server, addr, key, _tmp) = start_deployed("request_body_memory_mib: 128\n");
 
-    // 100 MiB promised and being sent: its share of the 128 MiB is held from the head on.
+    // A 40 MiB body whose client gives up after the head: 503 when it does not fit, else it is
+    // admitted to reading and the missing body makes it a 400.
+    let try_40_mib = || {
+        let mut next = TcpStream::connect(&addr).unwrap();
+        next.write_all(head("score", &key, 40 << 20, "").as_bytes()).unwrap();
+        next.shutdown(std::net::Shutdown::Write).unwrap();
+        String::from_utf8(read_to_close(&mut next).unwrap()).unwrap()
+    };
+    // Tries until the answer starts with `status` (the server may not have read the other
+    // connection's head yet, or not yet seen it closed).
+    let until = |status: &str| {
+        let mut answer = try_40_mib();
+        for _ in 0..100 {
+            if answer.starts_with(status) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            answer = try_40_mib();
+        }
+        answer
+    };
+    assert!(until("HTTP/1.1 400 ").starts_with("HTTP/1.1 400 "), "fits while nothing else is held");
+
+    // 100 MiB promised and being sent: its share of the 128 MiB is held from the head on, and
+    // 40 MiB more does not fit: refused at once, before its body is read.
     let mut large = TcpStream::connect(&addr).unwrap();
-    large.write_all(head(&key, 100 << 20).as_bytes()).unwrap();
+    large.write_all(head("score", &key, 100 << 20, "").as_bytes()).unwrap();
     large.write_all(b"[").unwrap();
-    // 40 MiB more does not fit: refused at once, before its body is sent.
-    let mut refused = TcpStream::connect(&addr).unwrap();
-    refused.write_all(head(&key, 40 << 20).as_bytes()).unwrap();
-    let answer = String::from_utf8(read_to_close(&mut refused).unwrap()).unwrap();
+    let answer = until("HTTP/1.1 503 ");
     assert!(answer.starts_with("HTTP/1.1 503 "), "{answer}");
     assert!(answer.to_ascii_lowercase().contains("retry-after: 1\r\n"), "{answer}");
     assert!(answer.contains("holding 128 MiB of request bodies already"), "{answer}");
     // A small request is served meanwhile.
-    let body = br#"{"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}]}"#;
+    let body = IRIS_ROW;
     let mut small = TcpStream::connect(&addr).unwrap();
-    small.write_all(head(&key, body.len()).replace("\r\n\r\n", "\r\nConnection: close\r\n\r\n").as_bytes()).unwrap();
+    small.write_all(head("score", &key, body.len(), "Connection: close\r\n").as_bytes()).unwrap();
     small.write_all(body).unwrap();
     let answer = String::from_utf8(read_to_close(&mut small).unwrap()).unwrap();
     assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
 
-    // Once the large upload is abandoned its share is given back, and the 40 MiB body fits.
+    // Once the large upload is abandoned its share is given back, and the 40 MiB body fits again.
     drop(large);
-    let fits = |length: usize| {
-        let mut next = TcpStream::connect(&addr).unwrap();
-        next.write_all(head(&key, length).as_bytes()).unwrap();
-        next.shutdown(std::net::Shutdown::Write).unwrap();
-        String::from_utf8(read_to_close(&mut next).unwrap()).unwrap()
-    };
-    let mut answer = fits(40 << 20);
-    for _ in 0..50 {
-        if !answer.starts_with("HTTP/1.1 503 ") {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-        answer = fits(40 << 20);
-    }
-    // Admitted to reading: the client then ends its side without the body, which is a 400.
+    let answer = until("HTTP/1.1 400 ");
     assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
     assert!(answer.contains("the request body could not be read"), "{answer}");
 }
