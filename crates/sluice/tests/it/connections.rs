@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::harness::{Server, deploy_iris, primary_key};
 
 /// Reads until the server closes the connection; what came before the close.
-/// The read deadline is far above the 1 s setting and only keeps a broken server from hanging the test.
+/// The read deadline is far above the 1-2 s settings and only keeps a broken server from hanging the test.
 fn read_to_close(stream: &mut TcpStream) -> Result<Vec<u8>, String> {
     stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     let mut got = Vec::new();
@@ -60,7 +60,7 @@ fn head(path: &str, key: &str, length: usize, extra: &str) -> String {
 
 #[test]
 fn connections_that_send_no_request_are_closed() {
-    let (_server, addr, _tmp) = start("header_read_timeout_s: 1\n");
+    let (_server, addr, _tmp) = start("header_read_timeout_s: 2\n");
 
     // Half a request head, never finished.
     let mut trickle = TcpStream::connect(&addr).unwrap();
@@ -80,19 +80,19 @@ fn connections_that_send_no_request_are_closed() {
     // A client that keeps sending requests keeps its connection, past the timeout in all.
     let mut busy = TcpStream::connect(&addr).unwrap();
     busy.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    for _ in 0..4 {
+    for _ in 0..6 {
         busy.write_all(HEALTHZ).unwrap();
         let mut buf = [0u8; 4096];
         let n = busy.read(&mut buf).unwrap();
         let answer = String::from_utf8_lossy(&buf[..n]);
         assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
-        std::thread::sleep(Duration::from_millis(400));
+        std::thread::sleep(Duration::from_millis(600));
     }
 }
 
 #[test]
 fn a_scoring_body_that_stops_arriving_is_answered_408() {
-    let (_server, addr, key, _tmp) = start_deployed("body_idle_timeout_s: 1\n");
+    let (_server, addr, key, _tmp) = start_deployed("body_idle_timeout_s: 2\n");
 
     // 100 bytes promised, 10 sent.
     let mut short = TcpStream::connect(&addr).unwrap();
@@ -100,14 +100,14 @@ fn a_scoring_body_that_stops_arriving_is_answered_408() {
     short.write_all(br#"{"inputs":"#).unwrap();
     let answer = String::from_utf8(read_to_close(&mut short).unwrap()).unwrap();
     assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
-    assert!(answer.contains("the request body stopped arriving: nothing came for 1 s"), "{answer}");
+    assert!(answer.contains("the request body stopped arriving: nothing came for 2 s"), "{answer}");
 
     // A body sent in pieces, each within the timeout, is scored.
     let body = IRIS_ROW;
     let mut slow = TcpStream::connect(&addr).unwrap();
     slow.write_all(head("v2/models/iris/infer", &key, body.len(), "Connection: close\r\n").as_bytes()).unwrap();
-    for piece in body.chunks(body.len() / 3 + 1) {
-        std::thread::sleep(Duration::from_millis(600));
+    for piece in body.chunks(body.len() / 4 + 1) {
+        std::thread::sleep(Duration::from_millis(800));
         slow.write_all(piece).unwrap();
     }
     let answer = String::from_utf8(read_to_close(&mut slow).unwrap()).unwrap();
