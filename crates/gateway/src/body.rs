@@ -141,8 +141,9 @@ pub(crate) async fn read_body<'a>(
         match (&first, &mut joined) {
             (None, _) => first = Some(data),
             (Some(f), None) => {
-                let expected = usize::try_from(body.size_hint().lower()).unwrap_or(0).min(limit);
-                let mut all = BytesMut::with_capacity(expected.max(total));
+                // What is still to come, by its Content-Length (already counted in the budget).
+                let remaining = usize::try_from(body.size_hint().lower()).unwrap_or(0);
+                let mut all = BytesMut::with_capacity(total.saturating_add(remaining).min(limit));
                 all.extend_from_slice(f);
                 all.extend_from_slice(&data);
                 joined = Some(all);
