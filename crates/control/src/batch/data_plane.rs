@@ -51,8 +51,10 @@ pub async fn intercept_jobs(State(batch): State<Arc<Batch>>, req: Request, next:
         (Method::GET, None) => list(&batch, &endpoint).await,
         (Method::GET, Some(job)) => show(&batch, &endpoint, &job).await,
         (method, _) => {
-            let body =
-                ErrorBody::new(ErrorCode::BadRequest, format!("{method} is not allowed here: POST jobs, or GET them"));
+            let body = ErrorBody::new(
+                ErrorCode::MethodNotAllowed,
+                format!("{method} is not allowed here: POST jobs, or GET them"),
+            );
             return (StatusCode::METHOD_NOT_ALLOWED, axum::Json(body)).into_response();
         }
     };

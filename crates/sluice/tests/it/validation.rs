@@ -119,6 +119,13 @@ async fn invalid_files_and_bodies_are_refused_and_create_nothing() {
             assert!(allow.contains("GET") && allow.contains("POST"), "{allow}");
         }
     }
+    // A batch endpoint's job routes on the data plane answer a wrong method the same way.
+    server.cli_ok(&["batch-endpoint", "create", "--file", "examples/batch-sklearn/endpoint.yml"]);
+    let jobs = format!("{}/endpoints/iris-batch/jobs", server.url);
+    let resp = http.delete(&jobs).header("authorization", &auth).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 405);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "MethodNotAllowed", "{body}");
 }
 
 #[tokio::test]
