@@ -24,11 +24,10 @@ impl HostProfile {
     /// Reads the profile from `/dev`, `PATH`, `/proc/meminfo` and the scheduler affinity.
     pub fn detect() -> Self {
         let path_var = std::env::var_os("PATH");
-        let meminfo = std::fs::read_to_string("/proc/meminfo").ok();
         Self {
             nvidia_devices: count_nvidia_devices(Path::new("/dev")),
             nvidia_smi: on_path("nvidia-smi", path_var.as_deref()),
-            memory_total_bytes: meminfo.as_deref().and_then(parse_mem_total),
+            memory_total_bytes: memory_total_bytes(),
             cpus: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
         }
     }
@@ -88,6 +87,11 @@ fn on_path(program: &str, path_var: Option<&OsStr>) -> bool {
         return false;
     };
     std::env::split_paths(path_var).any(|dir| dir.join(program).is_file())
+}
+
+/// The machine's physical memory, from `/proc/meminfo`, when it can be read.
+pub fn memory_total_bytes() -> Option<u64> {
+    std::fs::read_to_string("/proc/meminfo").ok().as_deref().and_then(parse_mem_total)
 }
 
 /// `MemTotal:       24684084 kB` → bytes.

@@ -27,7 +27,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 pub use error::BackendError;
-pub use host::HostProfile;
+pub use host::{HostProfile, memory_total_bytes};
 pub use local::{DEFAULT_INHERITED_ENV, EndpointMap, LocalBackend, LocalBackendConfig, MAX_LOG_LINES, READY_PREFIX};
 pub use spec::{
     MAX_ID_LEN, MAX_INSTANCE_COUNT, MAX_PROBE_PATH_LEN, ProbeConfig, Probes, ReplicaCommand, ReplicaPhase,

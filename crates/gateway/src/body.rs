@@ -18,7 +18,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
+use axum::response::Response;
 use bytes::{Bytes, BytesMut};
+use http::{HeaderValue, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Body as _;
 use tokio::sync::{Semaphore, SemaphorePermit};
@@ -99,6 +101,46 @@ pub(crate) enum BodyError {
     Failed,
     /// Bodies already held take the [`BodyBudget`]; this one does not fit beside them.
     Busy,
+}
+
+impl BodyError {
+    /// The answer, in the caller's error shape: `answer(status, code, message)`, where `code` is
+    /// the status's name as Azure's error bodies spell it. `limit` is the body limit that applied.
+    pub(crate) fn answer(
+        self,
+        limit: usize,
+        idle: Duration,
+        budget: &BodyBudget,
+        answer: impl FnOnce(StatusCode, &'static str, String) -> Response,
+    ) -> Response {
+        match self {
+            Self::Busy => {
+                let text = format!(
+                    "the server is holding {} MiB of request bodies already (request_body_memory_mib); retry shortly",
+                    budget.mib()
+                );
+                let mut response = answer(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", text);
+                response.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+                response
+            }
+            Self::TooLarge => answer(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "PayloadTooLarge",
+                format!("request body over {} MiB", limit >> 20),
+            ),
+            Self::Stalled => answer(
+                StatusCode::REQUEST_TIMEOUT,
+                "RequestTimeout",
+                format!(
+                    "the request body stopped arriving: nothing came for {} s before its end (a Content-Length larger than the body sent?)",
+                    idle.as_secs()
+                ),
+            ),
+            Self::Failed => {
+                answer(StatusCode::BAD_REQUEST, "BadRequest", "the request body could not be read".to_owned())
+            }
+        }
+    }
 }
 
 /// The whole body, or why not. A body that arrives in one piece (the usual small request) is

@@ -150,37 +150,6 @@ pub fn with_hot_route(
     HotRoute::new(hot, app)
 }
 
-/// The answer to a body that could not be read, in the caller's error shape.
-pub(crate) fn body_error(
-    e: crate::body::BodyError,
-    limit: usize,
-    state: &GatewayState,
-    answer: impl FnOnce(StatusCode, String) -> Response,
-) -> Response {
-    use crate::body::BodyError;
-    let idle = state.body_idle_timeout;
-    match e {
-        BodyError::Busy => {
-            let text = format!(
-                "the server is holding {} MiB of request bodies already (request_body_memory_mib); retry shortly",
-                state.body_budget.mib()
-            );
-            let mut response = answer(StatusCode::SERVICE_UNAVAILABLE, text);
-            response.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
-            response
-        }
-        BodyError::TooLarge => answer(StatusCode::PAYLOAD_TOO_LARGE, format!("request body over {} MiB", limit >> 20)),
-        BodyError::Stalled => answer(
-            StatusCode::REQUEST_TIMEOUT,
-            format!(
-                "the request body stopped arriving: nothing came for {} s before its end (a Content-Length larger than the body sent?)",
-                idle.as_secs()
-            ),
-        ),
-        BodyError::Failed => answer(StatusCode::BAD_REQUEST, "the request body could not be read".to_owned()),
-    }
-}
-
 /// Azure's data-plane error body.
 pub(crate) fn message(status: StatusCode, text: impl Into<String>) -> Response {
     (status, axum::Json(serde_json::json!({ "message": text.into() }))).into_response()
@@ -267,7 +236,10 @@ async fn route(
     let (body, _held) =
         match crate::body::read_body(body, MAX_BODY_BYTES, state.body_idle_timeout, &state.body_budget).await {
             Ok(crate::body::ReadBody { bytes, held }) => (bytes, held),
-            Err(e) => return body_error(e, MAX_BODY_BYTES, state, message),
+            Err(e) => {
+                let answer = |status, _code, text| message(status, text);
+                return e.answer(MAX_BODY_BYTES, state.body_idle_timeout, &state.body_budget, answer);
+            }
         };
     let pinned = parts.headers.get(names::DEPLOYMENT).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let (deployment, dep) = match choose(ep, endpoint, pinned.as_deref()) {

@@ -387,15 +387,7 @@ async fn serve(
     let (body, _held) = match read.await {
         Ok(crate::body::ReadBody { bytes, held }) => (bytes, held),
         Err(e) => {
-            let code = match e {
-                crate::body::BodyError::TooLarge => "PayloadTooLarge",
-                crate::body::BodyError::Stalled => "RequestTimeout",
-                crate::body::BodyError::Failed => "BadRequest",
-                crate::body::BodyError::Busy => "ServiceUnavailable",
-            };
-            return crate::routes::body_error(e, MAX_SERVERLESS_BODY_BYTES, state, |status, text| {
-                api_error(status, code, text)
-            });
+            return e.answer(MAX_SERVERLESS_BODY_BYTES, state.body_idle_timeout, &state.body_budget, api_error);
         }
     };
     let path_and_query = match parts.uri.query() {

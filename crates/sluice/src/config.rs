@@ -95,10 +95,8 @@ impl Settings {
             Some(p) => read_file(p)?,
             None => FileConfig::default(),
         };
-        let token_lifetime_s = file.token_lifetime_s.unwrap_or(24 * 3600);
-        if !(1..=30 * 24 * 3600).contains(&token_lifetime_s) {
-            return Err(format!("config token_lifetime_s is {token_lifetime_s}: expected 1 to 2592000 seconds"));
-        }
+        let token_lifetime_s =
+            within("token_lifetime_s", file.token_lifetime_s.unwrap_or(24 * 3600), 1..=30 * 24 * 3600, "seconds")?;
         let batch_workers = args
             .batch_workers
             .or(file.batch_workers)
@@ -110,28 +108,24 @@ impl Settings {
         if let Some(prices) = &file.prices {
             sluice_control::serverless::check_catalog_prices(prices)?;
         }
-        let serverless_request_timeout_s = file.serverless_request_timeout_s.unwrap_or(300);
-        if !(1..=86_400).contains(&serverless_request_timeout_s) {
-            return Err(format!(
-                "config serverless_request_timeout_s is {serverless_request_timeout_s}: expected 1 to 86400 seconds"
-            ));
-        }
+        let serverless_request_timeout_s = within(
+            "serverless_request_timeout_s",
+            file.serverless_request_timeout_s.unwrap_or(300),
+            1..=86_400,
+            "seconds",
+        )?;
         let header_read_timeout_s =
             file.header_read_timeout_s.unwrap_or(sluice_net::serve::DEFAULT_HEADER_READ_TIMEOUT.as_secs());
-        if !(1..=3600).contains(&header_read_timeout_s) {
-            return Err(format!("config header_read_timeout_s is {header_read_timeout_s}: expected 1 to 3600 seconds"));
-        }
+        let header_read_timeout_s = within("header_read_timeout_s", header_read_timeout_s, 1..=3600, "seconds")?;
         let body_idle_timeout_s =
             file.body_idle_timeout_s.unwrap_or(sluice_gateway::DEFAULT_BODY_IDLE_TIMEOUT.as_secs());
-        if !(1..=3600).contains(&body_idle_timeout_s) {
-            return Err(format!("config body_idle_timeout_s is {body_idle_timeout_s}: expected 1 to 3600 seconds"));
-        }
-        let request_body_memory_mib = file.request_body_memory_mib.unwrap_or_else(default_body_memory_mib);
-        if !(128..=1 << 20).contains(&request_body_memory_mib) {
-            return Err(format!(
-                "config request_body_memory_mib is {request_body_memory_mib}: expected 128 to 1048576 (one body may be 100 MiB)"
-            ));
-        }
+        let body_idle_timeout_s = within("body_idle_timeout_s", body_idle_timeout_s, 1..=3600, "seconds")?;
+        let request_body_memory_mib = within(
+            "request_body_memory_mib",
+            file.request_body_memory_mib.unwrap_or_else(default_body_memory_mib),
+            128..=1 << 20,
+            "(one body may be 100 MiB)",
+        )?;
         Ok(Self {
             addr: args.addr.or(file.addr).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
             data_dir,
@@ -165,9 +159,22 @@ fn read_file(path: &Path) -> Result<FileConfig, String> {
     serde::Deserialize::deserialize(de).map_err(|e| format!("config file {}: {e}", path.display()))
 }
 
+/// `value` of the config file's `key` when it is in `range`, else the error that says so.
+fn within<T: PartialOrd + std::fmt::Display>(
+    key: &str,
+    value: T,
+    range: std::ops::RangeInclusive<T>,
+    unit: &str,
+) -> Result<T, String> {
+    if range.contains(&value) {
+        return Ok(value);
+    }
+    Err(format!("config {key} is {value}: expected {} to {} {unit}", range.start(), range.end()))
+}
+
 /// A quarter of the machine's memory, from 128 MiB to 16 GiB (1 GiB when it cannot be read).
 fn default_body_memory_mib() -> u64 {
-    sluice_backend::HostProfile::detect().memory_total_bytes.map_or(1024, |bytes| (bytes >> 22).clamp(128, 16 << 10))
+    sluice_backend::memory_total_bytes().map_or(1024, |bytes| (bytes >> 22).clamp(128, 16 << 10))
 }
 
 #[cfg(test)]
