@@ -62,7 +62,11 @@ impl ArtifactStore {
         let mut size = 0u64;
         let mut stream = body.into_data_stream();
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("upload interrupted: {e}")))?;
+            let chunk = chunk.map_err(|e| {
+                let too_large =
+                    || ApiError::PayloadTooLarge(format!("artifact larger than {} GiB", MAX_UPLOAD_BYTES >> 30));
+                crate::bodies::unreadable(&e, too_large, || ApiError::BadRequest(format!("upload interrupted: {e}")))
+            })?;
             size += chunk.len() as u64;
             if size > MAX_UPLOAD_BYTES {
                 return Err(ApiError::PayloadTooLarge(format!("artifact larger than {} GiB", MAX_UPLOAD_BYTES >> 30)));

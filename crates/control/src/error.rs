@@ -17,6 +17,8 @@ pub enum ApiError {
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
+    RequestTimeout(String),
+    #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
     PayloadTooLarge(String),
@@ -41,6 +43,7 @@ impl ApiError {
             Self::Validation { .. } => ErrorCode::ValidationFailed,
             Self::Unauthorized => ErrorCode::Unauthorized,
             Self::NotFound(_) => ErrorCode::NotFound,
+            Self::RequestTimeout(_) => ErrorCode::RequestTimeout,
             Self::Conflict(_) => ErrorCode::Conflict,
             Self::PayloadTooLarge(_) => ErrorCode::PayloadTooLarge,
             Self::UnsupportedMediaType(_) => ErrorCode::UnsupportedMediaType,
@@ -92,10 +95,13 @@ where
             Err(JsonRejection::JsonSyntaxError(e)) => {
                 Err(ApiError::BadRequest(format!("malformed JSON: {}", e.body_text())))
             }
-            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                Err(ApiError::PayloadTooLarge("request body too large".into()))
+            Err(e) => {
+                let too_large = || ApiError::PayloadTooLarge("request body too large".into());
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    return Err(too_large());
+                }
+                Err(crate::bodies::unreadable(&e, too_large, || ApiError::BadRequest(e.body_text())))
             }
-            Err(e) => Err(ApiError::BadRequest(e.body_text())),
         }
     }
 }
@@ -126,6 +132,7 @@ pub async fn json_error_bodies(response: Response) -> Response {
         StatusCode::METHOD_NOT_ALLOWED => ErrorCode::MethodNotAllowed,
         StatusCode::NOT_FOUND => ErrorCode::NotFound,
         StatusCode::UNAUTHORIZED => ErrorCode::Unauthorized,
+        StatusCode::REQUEST_TIMEOUT => ErrorCode::RequestTimeout,
         StatusCode::CONFLICT => ErrorCode::Conflict,
         StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::PayloadTooLarge,
         StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorCode::UnsupportedMediaType,

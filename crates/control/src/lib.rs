@@ -8,6 +8,7 @@ mod admin_auth;
 mod artifacts;
 mod autoscaler;
 pub mod batch;
+mod bodies;
 mod clock;
 mod data_assets;
 mod deployments;
@@ -68,6 +69,8 @@ pub struct Control {
     pub engines: serverless::Engines,
     /// What the gateway metered for serverless endpoints (shared with the gateway).
     pub gateway_meter: sluice_gateway::serverless::ServerlessMeter,
+    /// The longest wait for the next piece of a request body (config `body_idle_timeout_s`).
+    pub body_idle_timeout: std::time::Duration,
 }
 
 /// The management API: `/api/v1/...`, every route but `/api/v1/openapi.json` behind the admin
@@ -88,6 +91,7 @@ pub fn router(control: Arc<Control>) -> Router {
         .route("/api/v1/openapi.json", axum::routing::get(openapi::serve))
         .route("/metrics", axum::routing::get(metrics::serve))
         .merge(protected)
+        .layer(axum::middleware::from_fn_with_state(control.body_idle_timeout, bodies::bound_idle))
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(axum::middleware::map_response(error::json_error_bodies))
         .with_state(control)

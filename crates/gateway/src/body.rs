@@ -90,6 +90,23 @@ pub(crate) struct ReadBody<'a> {
 /// The default longest wait for the next piece of a request body.
 pub const DEFAULT_BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// A request body that stopped arriving: nothing of it came for `.0` before its end. The
+/// management API's bodies fail with it too, so both planes say the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyStalled(pub Duration);
+
+impl std::fmt::Display for BodyStalled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the request body stopped arriving: nothing came for {} s before its end (a Content-Length larger than the body sent?)",
+            self.0.as_secs()
+        )
+    }
+}
+
+impl std::error::Error for BodyStalled {}
+
 /// Why a body could not be read.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum BodyError {
@@ -128,14 +145,7 @@ impl BodyError {
                 "PayloadTooLarge",
                 format!("request body over {} MiB", limit >> 20),
             ),
-            Self::Stalled => answer(
-                StatusCode::REQUEST_TIMEOUT,
-                "RequestTimeout",
-                format!(
-                    "the request body stopped arriving: nothing came for {} s before its end (a Content-Length larger than the body sent?)",
-                    idle.as_secs()
-                ),
-            ),
+            Self::Stalled => answer(StatusCode::REQUEST_TIMEOUT, "RequestTimeout", BodyStalled(idle).to_string()),
             Self::Failed => {
                 answer(StatusCode::BAD_REQUEST, "BadRequest", "the request body could not be read".to_owned())
             }

@@ -22,7 +22,7 @@ pub mod stats;
 mod table;
 pub mod telemetry;
 
-pub use body::{BodyBudget, DEFAULT_BODY_IDLE_TIMEOUT};
+pub use body::{BodyBudget, BodyStalled, DEFAULT_BODY_IDLE_TIMEOUT};
 pub use collector::DataCollector;
 pub use mirror::outputs_agree;
 pub use routes::{DEPLOYMENT_HEADER, GatewayState, MAX_BODY_BYTES, router, with_hot_route};

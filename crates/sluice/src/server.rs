@@ -158,6 +158,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             data_dir.clone(),
         ),
         gateway_meter: sluice_gateway::serverless::ServerlessMeter::default(),
+        body_idle_timeout: settings.body_idle_timeout,
     });
     reconciler.publish_routes().await;
     let mut settled = reconciler.settled();

@@ -64,9 +64,14 @@ pub async fn intercept_jobs(State(batch): State<Arc<Batch>>, req: Request, next:
 async fn invoke(batch: &Arc<Batch>, endpoint: &str, req: Request) -> Result<Response, ApiError> {
     let deployment =
         req.headers().get(sluice_gateway::DEPLOYMENT_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let bytes = axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES)
-        .await
-        .map_err(|_| ApiError::PayloadTooLarge(format!("a job body is at most {MAX_BODY_BYTES} bytes")))?;
+    let body = crate::bodies::with_idle_bound(req.into_body(), batch.control.body_idle_timeout);
+    let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|e| {
+        crate::bodies::unreadable(
+            &e,
+            || ApiError::PayloadTooLarge(format!("a job body is at most {MAX_BODY_BYTES} bytes")),
+            || ApiError::BadRequest("the request body could not be read (the connection failed before its end)".into()),
+        )
+    })?;
     let value: serde_json::Value =
         serde_json::from_slice(&bytes).map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))?;
     let body = read_body(&value, deployment.as_deref()).map_err(ApiError::validation)?;

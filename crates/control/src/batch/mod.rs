@@ -87,6 +87,9 @@ impl Batch {
             .merge(jobs::routes())
             .merge(computes::routes())
             .route_layer(axum::middleware::from_fn_with_state(self.control.clone(), admin_auth::require_admin))
+            .layer(axum::middleware::from_fn_with_state(self.control.body_idle_timeout, crate::bodies::bound_idle))
+            .method_not_allowed_fallback(crate::error::method_not_allowed)
+            .layer(axum::middleware::map_response(crate::error::json_error_bodies))
             .with_state(self.clone())
     }
 

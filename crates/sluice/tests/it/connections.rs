@@ -2,7 +2,8 @@
 //! (`header_read_timeout_s`), so idle or trickling clients cannot use up the server's
 //! connections; a client that keeps sending requests keeps its connection. A scoring request
 //! whose body stops arriving is answered 408 (`body_idle_timeout_s`), and one that does not fit
-//! beside the large bodies already held is answered 503 (`request_body_memory_mib`).
+//! beside the large bodies already held is answered 503 (`request_body_memory_mib`). The same
+//! idle bound holds for management API bodies (JSON specs, uploads, batch job submissions).
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
@@ -162,6 +163,67 @@ fn a_large_body_that_does_not_fit_beside_the_others_is_answered_503() {
     // Once the large upload is abandoned its share is given back, and the 40 MiB body fits again.
     drop(large);
     let answer = until("HTTP/1.1 400 ");
+    assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+    assert!(answer.contains("the request body could not be read"), "{answer}");
+}
+
+/// A request with `body` (all of it sent) after `head`, on a connection of its own; the answer.
+fn exchange(addr: &str, head: &str, body: &[u8]) -> String {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+    String::from_utf8(read_to_close(&mut stream).unwrap()).unwrap()
+}
+
+#[test]
+fn a_management_body_that_stops_arriving_is_answered_408() {
+    let (server, addr, _tmp) = start("body_idle_timeout_s: 2\n");
+    let token = server.admin_token();
+    let api = |method: &str, path: &str, content_type: &str, length: usize| {
+        format!(
+            "{method} {path} HTTP/1.1\r\nHost: sluice\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: {content_type}\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n"
+        )
+    };
+    let stalled = |head: String| {
+        let answer = exchange(&addr, &head, b"{\"name\":");
+        assert!(answer.starts_with("HTTP/1.1 408 "), "{head}\n{answer}");
+        assert!(answer.contains(r#""code":"RequestTimeout""#), "{answer}");
+        assert!(answer.contains("the request body stopped arriving: nothing came for 2 s"), "{answer}");
+    };
+
+    // A JSON spec, on the management routes and on the batch ones; an upload.
+    stalled(api("POST", "/api/v1/workspaces/default/online-endpoints", "application/json", 100));
+    stalled(api("POST", "/api/v1/workspaces/default/batch-endpoints", "application/json", 100));
+    stalled(api("POST", "/api/v1/workspaces/default/artifacts", "application/gzip", 100));
+    // A job submitted on the data plane to a batch endpoint.
+    server.cli_ok(&["batch-endpoint", "create", "--name", "idle-batch"]);
+    stalled(api("POST", "/endpoints/idle-batch/jobs", "application/json", 100));
+
+    // Nothing was created by the stalled spec, and a spec sent in pieces, each within the
+    // timeout, is taken.
+    let endpoints = server.cli_ok(&["online-endpoint", "list"]);
+    assert!(!endpoints.contains("slow-ep"), "{endpoints}");
+    let spec = br#"{"name": "slow-ep", "auth_mode": "key"}"#;
+    let mut slow = TcpStream::connect(&addr).unwrap();
+    slow.write_all(
+        api("POST", "/api/v1/workspaces/default/online-endpoints", "application/json", spec.len()).as_bytes(),
+    )
+    .unwrap();
+    for piece in spec.chunks(spec.len() / 3 + 1) {
+        std::thread::sleep(Duration::from_millis(800));
+        slow.write_all(piece).unwrap();
+    }
+    let answer = String::from_utf8(read_to_close(&mut slow).unwrap()).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 201 "), "{answer}");
+    assert!(server.cli_ok(&["online-endpoint", "list"]).contains("slow-ep"));
+
+    // A job body cut short by its client is a 400 that says so, not "too large".
+    let mut cut = TcpStream::connect(&addr).unwrap();
+    cut.write_all(api("POST", "/endpoints/idle-batch/jobs", "application/json", 100).as_bytes()).unwrap();
+    cut.write_all(b"{").unwrap();
+    cut.shutdown(std::net::Shutdown::Write).unwrap();
+    let answer = String::from_utf8(read_to_close(&mut cut).unwrap()).unwrap();
     assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
     assert!(answer.contains("the request body could not be read"), "{answer}");
 }

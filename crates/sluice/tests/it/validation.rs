@@ -103,6 +103,10 @@ async fn invalid_files_and_bodies_are_refused_and_create_nothing() {
         ("GET", format!("{base}/online-endpoints/iris-ep/deployments/blue/logs?lines=abc"), 400, "BadRequest", "lines"),
         ("GET", format!("{base}/usage?since=2026-11-25&since=2026-11-26"), 400, "BadRequest", "since"),
         ("DELETE", url.clone(), 405, "MethodNotAllowed", "DELETE is not allowed on /api/v1/"),
+        // The batch routes too.
+        ("GET", format!("{base}/batch-endpoints/%FF"), 400, "BadRequest", "UTF-8"),
+        ("GET", format!("{base}/jobs/any/logs?lines=abc"), 400, "BadRequest", "lines"),
+        ("DELETE", format!("{base}/batch-endpoints"), 405, "MethodNotAllowed", "DELETE is not allowed on /api/v1/"),
     ];
     for (method, target, status, code, says) in cases {
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
