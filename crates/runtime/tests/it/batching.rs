@@ -2,6 +2,7 @@
 //! it would get alone, and `/v2/models/{model}/stats` shows the executions.
 
 use std::fs;
+use std::future::Future;
 use std::path::Path;
 
 use serde_json::{Value, json};
@@ -149,20 +150,33 @@ async fn concurrent_requests_run_as_batches_with_the_answers_they_get_alone() {
     server.stop().await;
 }
 
-/// The lr model of `repo` in a pool of one worker, and `n` one-row jobs submitted one after the other.
-async fn submit_alone(repo: &Path, n: usize) -> (InferencePool, Vec<Vec<NamedTensor>>) {
+/// The lr model of `repo`, in a pool of one worker.
+fn pool_for(repo: &Path) -> (InferencePool, std::sync::Arc<sluice_runtime::model::LoadedModel>) {
     let models = load(ModelFormat::Triton, repo, &LoadOptions::default()).expect("load");
     let model = std::sync::Arc::clone(models.get("lr").expect("lr"));
     // A generous bound, so that the test does not depend on this machine's speed (the default is 100 µs).
     let config = PoolConfig { threads: 1, queue_capacity: 4, inline_max_compute: std::time::Duration::from_secs(1) };
-    let pool = InferencePool::new(config).expect("pool");
+    (InferencePool::new(config).expect("pool"), model)
+}
+
+/// A one-row job: row `i` of the test data.
+fn one_row(i: usize) -> InferenceJob {
+    let input = NamedTensor { name: "X".into(), shape: vec![1, 20], data: TensorData::Fp32(row(i)) };
+    InferenceJob { inputs: vec![input], outputs: vec![] }
+}
+
+/// The lr model of `repo` in a pool of one worker, and `n` one-row jobs submitted one after the other.
+async fn submit_alone(repo: &Path, n: usize) -> (InferencePool, Vec<Vec<NamedTensor>>) {
+    let (pool, model) = pool_for(repo);
     let mut answers = Vec::new();
     for i in 0..n {
-        let input = NamedTensor { name: "X".into(), shape: vec![1, 20], data: TensorData::Fp32(row(i)) };
-        let job = InferenceJob { inputs: vec![input], outputs: vec![] };
-        answers.push(pool.submit(std::sync::Arc::clone(&model), job).await.expect("inference"));
+        answers.push(pool.submit(std::sync::Arc::clone(&model), one_row(i)).await.expect("inference"));
     }
     (pool, answers)
+}
+
+fn label(outputs: &[NamedTensor]) -> Option<TensorData> {
+    outputs.iter().find(|o| o.name == "label").map(|o| o.data.clone())
 }
 
 #[tokio::test]
@@ -171,17 +185,68 @@ async fn a_quick_model_alone_runs_inline_with_the_answers_the_workers_give() {
     // speed); from then on a request that finds the pool idle runs on the calling thread.
     let (pool, answers) = submit_alone(&example("testdata/models/lr20/model_repository"), 12).await;
     assert_eq!(pool.inline_runs(), 10);
-    // The same answers as the worker threads give: the batching model below never runs inline.
+    // A batching model with no queue delay too (each request alone is a batch of one).
     let repo = batching_repo("dynamic_batching { }", MAX_BATCH);
-    let (batching_pool, reference) = submit_alone(repo.path(), 12).await;
-    assert_eq!(batching_pool.inline_runs(), 0, "a batching model always goes through the queue");
-    for (i, (a, b)) in answers.iter().zip(&reference).enumerate() {
-        let label = |outs: &[NamedTensor]| outs.iter().find(|o| o.name == "label").map(|o| o.data.clone());
-        assert_eq!(label(a), label(b), "row {i}");
-        assert!(label(a).is_some(), "row {i}: {a:?}");
+    let (no_delay_pool, no_delay) = submit_alone(repo.path(), 12).await;
+    assert_eq!(no_delay_pool.inline_runs(), 10);
+    // The same answers as the worker threads give: a model with a queue delay never runs inline (its requests
+    // wait for others in a worker).
+    let repo = batching_repo("dynamic_batching { max_queue_delay_microseconds: 100 }", MAX_BATCH);
+    let (delay_pool, reference) = submit_alone(repo.path(), 12).await;
+    assert_eq!(delay_pool.inline_runs(), 0, "a queue delay is waited in a worker");
+    for (i, ((a, b), c)) in answers.iter().zip(&no_delay).zip(&reference).enumerate() {
+        assert!(label(c).is_some(), "row {i}: {c:?}");
+        assert_eq!(label(a), label(c), "row {i}");
+        assert_eq!(label(b), label(c), "row {i}");
     }
+    for pool in [pool, no_delay_pool, delay_pool] {
+        pool.shutdown();
+    }
+}
+
+#[tokio::test]
+async fn requests_that_arrive_together_run_inline_as_one_batch() {
+    let repo = batching_repo("dynamic_batching { }", MAX_BATCH);
+    let (pool, model) = pool_for(repo.path());
+    let mut expected = Vec::new();
+    for i in 0..2 * MAX_BATCH {
+        expected.push(label(&pool.submit(std::sync::Arc::clone(&model), one_row(i)).await.expect("inference")));
+    }
+    let together = |n: usize| {
+        futures_util::future::join_all((0..n).map(|i| pool.submit(std::sync::Arc::clone(&model), one_row(i))))
+    };
+    let full = |s: &sluice_runtime::model::StatsSnapshot| s.batch_stats.get(&(MAX_BATCH as u64)).map_or(0, |d| d.count);
+
+    // The largest batch, all submitted before any runs: the first opens a batch and yields, the others join it.
+    let (inline, stats) = (pool.inline_runs(), model.stats.snapshot());
+    for (i, answer) in together(MAX_BATCH).await.iter().enumerate() {
+        assert_eq!(label(answer.as_ref().expect("inference")), expected[i], "row {i}");
+    }
+    let after = model.stats.snapshot();
+    assert_eq!(pool.inline_runs() - inline, MAX_BATCH as u64, "all ran inline");
+    assert_eq!(after.execution_count - stats.execution_count, 1, "in one execution: {:?}", after.batch_stats);
+    assert_eq!(full(&after) - full(&stats), 1, "of {MAX_BATCH} rows: {:?}", after.batch_stats);
+
+    // One more than fits: it goes to the worker.
+    let inline = pool.inline_runs();
+    for (i, answer) in together(MAX_BATCH + 1).await.iter().enumerate() {
+        assert_eq!(label(answer.as_ref().expect("inference")), expected[i], "row {i}");
+    }
+    assert_eq!(pool.inline_runs() - inline, MAX_BATCH as u64);
+
+    // The request that opened a batch is given up while it yields: the one that joined goes to the worker and is
+    // answered.
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let mut opener = Box::pin(pool.submit(std::sync::Arc::clone(&model), one_row(0)));
+    let mut joiner = Box::pin(pool.submit(std::sync::Arc::clone(&model), one_row(1)));
+    assert!(opener.as_mut().poll(&mut cx).is_pending());
+    assert!(joiner.as_mut().poll(&mut cx).is_pending());
+    drop(opener);
+    let inline = pool.inline_runs();
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(60), joiner).await.expect("answered");
+    assert_eq!(label(&answer.expect("inference")), expected[1]);
+    assert_eq!(pool.inline_runs(), inline, "the worker answered it");
     pool.shutdown();
-    batching_pool.shutdown();
 }
 
 fn load_error(dir: &Path) -> String {
