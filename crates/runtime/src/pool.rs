@@ -92,15 +92,8 @@ impl Gathering {
     /// Adds `work` if it can run with the batch (same model, compatible job, rows within `max_batch_size`);
     /// else gives it back.
     fn admit(&mut self, work: Work) -> Result<(), Work> {
-        let first = &self.batch[0];
-        let max = usize::try_from(first.model.info.max_batch_size).unwrap_or(usize::MAX);
-        let fits = Arc::ptr_eq(&work.model, &first.model)
-            && batch::compatible(&first.job, &work.job)
-            && batch::rows(&work.job).is_some_and(|r| self.rows + r <= max);
-        if !fits {
-            return Err(work);
-        }
-        self.rows += batch::rows(&work.job).unwrap_or(0);
+        let Some(rows) = joining_rows(&self.batch[0], self.rows, &work) else { return Err(work) };
+        self.rows += rows;
         self.batch.push(work);
         Ok(())
     }
@@ -323,15 +316,22 @@ fn gather(first: Work, receiver: &Mutex<Receiver<Work>>, queued: &AtomicUsize) -
             queued.fetch_sub(1, Ordering::AcqRel);
             continue;
         }
-        let next_rows = batch::rows(&next.job).filter(|r| rows + r <= max);
-        let joins = Arc::ptr_eq(&next.model, &batch[0].model) && batch::compatible(&batch[0].job, &next.job);
-        let Some(next_rows) = next_rows.filter(|_| joins) else {
+        let Some(next_rows) = joining_rows(&batch[0], rows, &next) else {
             return (batch, Some(next));
         };
         rows += next_rows;
         batch.push(next);
     }
     (batch, None)
+}
+
+/// The rows `next` adds to the batch that `first` started, which holds `rows` rows, if it may join it: the same
+/// model, a compatible job, and at most `max_batch_size` rows in all. The one rule for the workers' batches and the
+/// inline ones.
+fn joining_rows(first: &Work, rows: usize, next: &Work) -> Option<usize> {
+    let max = usize::try_from(first.model.info.max_batch_size).unwrap_or(usize::MAX);
+    let joins = Arc::ptr_eq(&next.model, &first.model) && batch::compatible(&first.job, &next.job);
+    batch::rows(&next.job).filter(|r| joins && rows + r <= max)
 }
 
 fn run_guarded(model: &LoadedModel, index: usize, job: InferenceJob) -> Reply {
