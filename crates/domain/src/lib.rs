@@ -116,3 +116,10 @@ pub mod engine_headers {
 pub fn replica_socket_name(port: u16) -> String {
     format!("\0sluice-replica-{port}")
 }
+
+/// The abstract Unix socket on which a native replica listening on loopback port `port` takes many requests at
+/// once on one connection (`sluice_net::mux`); the gateway prefers it to [`replica_socket_name`] and falls back to
+/// that when it does not answer.
+pub fn replica_mux_socket_name(port: u16) -> String {
+    format!("\0sluice-replica-mux-{port}")
+}

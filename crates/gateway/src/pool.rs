@@ -9,6 +9,10 @@
 //! origin form with a `Host` header made once per connection, and a connection goes back to its
 //! replica's idle list when the answer's body has been read to the end.
 //!
+//! A local native replica also takes many requests at once on one connection (`sluice_net::mux`):
+//! a request goes there first when the replica has that socket, and over HTTP/1.1 otherwise, or
+//! when it does not fit a frame. The gateway keeps one such connection per replica.
+//!
 //! A connection that went idle may have been closed by its replica since (a replica that stopped
 //! or was replaced): a request that fails on a reused connection before any answer arrived is sent
 //! once more on a new connection, and the replica's other idle connections are dropped, as
@@ -28,6 +32,7 @@ use hyper::body::Body as _;
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
+use sluice_net::mux;
 
 use crate::proxy::ReplicaStream;
 
@@ -35,6 +40,9 @@ use crate::proxy::ReplicaStream;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// The most idle connections kept per replica (more are closed as they come back).
 const MAX_IDLE_PER_REPLICA: usize = 256;
+/// How long a replica found without a multiplexed socket is sent HTTP/1.1 before that socket is
+/// tried again (a new replica may come up on the same port).
+const MUX_RETRY: Duration = Duration::from_secs(10);
 
 /// Pooled connections to every replica; cheap to clone (shared).
 #[derive(Clone)]
@@ -45,6 +53,13 @@ pub struct ReplicaClient {
 #[derive(Default)]
 struct Inner {
     idle: Mutex<FastMap<SocketAddr, Vec<Conn>>>,
+    mux: Mutex<FastMap<SocketAddr, MuxSlot>>,
+}
+
+/// A replica's multiplexed connection, or when it was last found to have none.
+enum MuxSlot {
+    Open(Arc<mux::Connection>),
+    Absent(Instant),
 }
 
 struct Conn {
@@ -61,6 +76,8 @@ pub(crate) enum PoolError {
     Connect(std::io::Error),
     /// The exchange failed on an open connection.
     Http(hyper::Error),
+    /// The multiplexed connection ended before the answer came.
+    MuxClosed,
 }
 
 impl Default for ReplicaClient {
@@ -83,6 +100,10 @@ impl ReplicaClient {
                     inner.idle.lock().expect("replica pool").retain(|_, list| {
                         list.retain(|c| !c.sender.is_closed() && c.idle_since.elapsed() < IDLE_TIMEOUT);
                         !list.is_empty()
+                    });
+                    inner.mux.lock().expect("replica pool").retain(|_, slot| match slot {
+                        MuxSlot::Open(c) => !c.is_closed(),
+                        MuxSlot::Absent(since) => since.elapsed() < MUX_RETRY,
                     });
                 }
             });
@@ -113,6 +134,82 @@ impl ReplicaClient {
         Ok(self.answer(addr, conn, resp))
     }
 
+    /// Sends a request over `addr`'s multiplexed connection (made on first use), and once more on
+    /// a new one when a connection made earlier turned out to have ended. `None` when the replica
+    /// has no multiplexed socket (it is not local, or not a native replica), or the request does
+    /// not fit a frame: the caller sends it over HTTP/1.1.
+    pub(crate) async fn request_mux(
+        &self,
+        addr: SocketAddr,
+        method: &http::Method,
+        path_and_query: &str,
+        headers: &http::HeaderMap,
+        body: &[u8],
+    ) -> Option<Result<hyper::Response<ReplicaBody>, PoolError>> {
+        if !cfg!(target_os = "linux")
+            || !addr.ip().is_loopback()
+            || matches!(*method, http::Method::HEAD | http::Method::CONNECT)
+        {
+            return None;
+        }
+        let mut fresh = false;
+        loop {
+            let conn = match (fresh, self.open_mux(addr)) {
+                (false, Some(conn)) => conn,
+                (false, None) if self.mux_absent(addr) => return None,
+                _ => {
+                    fresh = true;
+                    self.connect_mux(addr).await?
+                }
+            };
+            match conn.send(method, path_and_query, headers, body).await {
+                Ok(answer) => {
+                    let mut response = hyper::Response::new(ReplicaBody::whole(answer.body));
+                    *response.status_mut() = answer.status;
+                    *response.headers_mut() = answer.headers;
+                    return Some(Ok(response));
+                }
+                Err(mux::MuxError::TooLarge) => return None,
+                Err(mux::MuxError::Closed) if fresh => return Some(Err(PoolError::MuxClosed)),
+                // Made before this request: the replica may have been replaced since.
+                Err(mux::MuxError::Closed) => fresh = true,
+            }
+        }
+    }
+
+    /// `addr`'s multiplexed connection, when it has one that is open.
+    fn open_mux(&self, addr: SocketAddr) -> Option<Arc<mux::Connection>> {
+        match self.inner.mux.lock().expect("replica pool").get(&addr)? {
+            MuxSlot::Open(conn) if !conn.is_closed() => Some(Arc::clone(conn)),
+            _ => None,
+        }
+    }
+
+    /// Whether `addr` was lately found without a multiplexed socket.
+    fn mux_absent(&self, addr: SocketAddr) -> bool {
+        matches!(
+            self.inner.mux.lock().expect("replica pool").get(&addr),
+            Some(MuxSlot::Absent(since)) if since.elapsed() < MUX_RETRY
+        )
+    }
+
+    /// Makes `addr`'s multiplexed connection, or records that it has none.
+    async fn connect_mux(&self, addr: SocketAddr) -> Option<Arc<mux::Connection>> {
+        let made = mux::Connection::connect(&sluice_domain::replica_mux_socket_name(addr.port())).await;
+        let mut slots = self.inner.mux.lock().expect("replica pool");
+        match made {
+            Ok(conn) => {
+                let conn = Arc::new(conn);
+                slots.insert(addr, MuxSlot::Open(Arc::clone(&conn)));
+                Some(conn)
+            }
+            Err(_) => {
+                slots.insert(addr, MuxSlot::Absent(Instant::now()));
+                None
+            }
+        }
+    }
+
     /// The most recently used idle connection to `addr` that is still open and ready.
     async fn checkout(&self, addr: SocketAddr) -> Option<Conn> {
         loop {
@@ -129,9 +226,9 @@ impl ReplicaClient {
 
     fn answer(&self, addr: SocketAddr, conn: Conn, resp: hyper::Response<Incoming>) -> hyper::Response<ReplicaBody> {
         let (parts, body) = resp.into_parts();
-        let mut body = ReplicaBody { body, back: Some((Arc::downgrade(&self.inner), addr, conn)) };
+        let mut body = ReplicaBody::http(body, (Arc::downgrade(&self.inner), addr, conn));
         // An empty answer (Content-Length: 0) may never be polled: its connection is free now.
-        if body.body.is_end_stream() {
+        if body.is_end_stream() {
             body.give_back();
         }
         hyper::Response::from_parts(parts, body)
@@ -184,15 +281,27 @@ pub(crate) fn nothing_answered(e: &hyper::Error) -> bool {
     e.is_incomplete_message() || e.is_canceled() || e.is_closed() || reset
 }
 
-/// A replica's answer body; when read to the end, its connection goes back to the idle list.
-pub struct ReplicaBody {
-    body: Incoming,
-    back: Option<(Weak<Inner>, SocketAddr, Conn)>,
+/// A replica's answer body: an HTTP/1.1 one, whose connection goes back to the idle list when it
+/// has been read to the end, or a multiplexed connection's, which came whole.
+pub struct ReplicaBody(BodyKind);
+
+enum BodyKind {
+    Http { body: Incoming, back: Option<(Weak<Inner>, SocketAddr, Conn)> },
+    Whole(Option<Bytes>),
 }
 
 impl ReplicaBody {
+    fn whole(body: Bytes) -> Self {
+        Self(BodyKind::Whole((!body.is_empty()).then_some(body)))
+    }
+
+    fn http(body: Incoming, back: (Weak<Inner>, SocketAddr, Conn)) -> Self {
+        Self(BodyKind::Http { body, back: Some(back) })
+    }
+
     fn give_back(&mut self) {
-        let Some((inner, addr, mut conn)) = self.back.take() else { return };
+        let BodyKind::Http { back, .. } = &mut self.0 else { return };
+        let Some((inner, addr, mut conn)) = back.take() else { return };
         let Some(inner) = inner.upgrade() else { return };
         if conn.sender.is_closed() {
             return;
@@ -212,24 +321,40 @@ impl hyper::body::Body for ReplicaBody {
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = self.get_mut();
-        let polled = Pin::new(&mut this.body).poll_frame(cx);
-        match &polled {
-            Poll::Ready(None) => this.give_back(),
+        let (body, back) = match &mut this.0 {
+            BodyKind::Whole(whole) => return Poll::Ready(whole.take().map(|b| Ok(Frame::data(b)))),
+            BodyKind::Http { body, back } => (body, back),
+        };
+        let polled = Pin::new(&mut *body).poll_frame(cx);
+        let ended = match &polled {
+            Poll::Ready(None) => true,
             // A reader that trusts Content-Length may not poll again after the last bytes.
-            Poll::Ready(Some(Ok(_))) if this.body.is_end_stream() => this.give_back(),
+            Poll::Ready(Some(Ok(_))) => body.is_end_stream(),
             // A failed body leaves its connection unusable.
-            Poll::Ready(Some(Err(_))) => this.back = None,
-            _ => {}
+            Poll::Ready(Some(Err(_))) => {
+                *back = None;
+                false
+            }
+            Poll::Pending => false,
+        };
+        if ended {
+            this.give_back();
         }
         polled
     }
 
     fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
+        match &self.0 {
+            BodyKind::Http { body, .. } => body.is_end_stream(),
+            BodyKind::Whole(whole) => whole.is_none(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
+        match &self.0 {
+            BodyKind::Http { body, .. } => body.size_hint(),
+            BodyKind::Whole(whole) => SizeHint::with_exact(whole.as_ref().map_or(0, |b| b.len() as u64)),
+        }
     }
 }
 

@@ -127,7 +127,15 @@ pub(crate) async fn send(
         *req.headers_mut() = out.headers.clone();
         req
     };
-    match tokio::time::timeout(timeout, client.request(addr, build)).await {
+    let exchange = async {
+        if let Some(answered) =
+            client.request_mux(addr, &out.method, &out.path_and_query, &out.headers, &out.body).await
+        {
+            return answered;
+        }
+        client.request(addr, build).await
+    };
+    match tokio::time::timeout(timeout, exchange).await {
         Err(_) => Err(SendError::Timeout),
         // A replica that died with the request in hand (its connection was reset before any answer): scoring has no
         // side effects to repeat, so the request goes to another replica, as a proxy's retry on reset does.
@@ -136,6 +144,7 @@ pub(crate) async fn send(
             Err(SendError::Unreachable)
         }
         Ok(Err(PoolError::Http(e))) if nothing_answered(&e) => Err(SendError::Unreachable),
+        Ok(Err(PoolError::MuxClosed)) => Err(SendError::Unreachable),
         Ok(Err(PoolError::Http(e))) => {
             tracing::warn!(replica = %addr, error = %e, "replica request failed");
             Err(SendError::Failed)
@@ -209,5 +218,82 @@ mod tests {
         let unix = tokio::net::UnixListener::bind(sluice_domain::replica_socket_name(port)).unwrap();
         tokio::spawn(async move { axum::serve(unix, answer("unix").await).await });
         assert_eq!(get(&ReplicaClient::new(), port).await, "unix");
+    }
+
+    /// A replica's multiplexed socket answering `says` until the returned sender fires.
+    async fn mux_replica(
+        port: u16,
+        says: &'static str,
+    ) -> (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+        let listener = tokio::net::UnixListener::bind(sluice_domain::replica_mux_socket_name(port)).unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let router = axum::Router::new().route(
+            "/v2/models/m/infer",
+            axum::routing::post(move |headers: HeaderMap, body: Bytes| async move {
+                let id = headers.get(names::REQUEST_ID).map_or("", |v| v.to_str().unwrap()).to_owned();
+                format!("{says} {id} {}", String::from_utf8_lossy(&body))
+            }),
+        );
+        let served = tokio::spawn(async move {
+            sluice_net::mux::serve(listener, router, async move {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+        });
+        (stop, served)
+    }
+
+    async fn infer(client: &ReplicaClient, port: u16, body: &'static str) -> Result<(StatusCode, String), SendError> {
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let out = Outgoing::new(
+            Method::POST,
+            "/v2/models/m/infer".into(),
+            HeaderMap::new(),
+            Bytes::from_static(body.as_bytes()),
+            "id-7",
+        );
+        let resp = send(client, addr, &out, Duration::from_secs(5)).await?;
+        let status = resp.status();
+        Ok((status, String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()))
+    }
+
+    #[tokio::test]
+    async fn a_native_replicas_multiplexed_socket_is_preferred_and_a_replaced_replica_found_again() {
+        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        let http = axum::Router::new().route("/v2/models/m/infer", axum::routing::post(|| async { "http" }));
+        tokio::spawn(async move { axum::serve(tcp, http).await });
+        let client = ReplicaClient::new();
+        // No multiplexed socket: HTTP/1.1, and that is remembered for a while.
+        assert_eq!(infer(&client, port, "a").await.unwrap(), (StatusCode::OK, "http".into()));
+        // A client that has not looked yet finds the multiplexed socket; the request id and body cross.
+        let (stop, served) = mux_replica(port, "mux").await;
+        let client = ReplicaClient::new();
+        let answers = futures_util::future::join_all((0..50).map(|_| infer(&client, port, "b"))).await;
+        assert!(answers.into_iter().all(|a| a.unwrap() == (StatusCode::OK, "mux id-7 b".into())));
+        // The replica is replaced (its connection ends) and a new one comes up on the same port: the
+        // next request finds it.
+        stop.send(()).unwrap();
+        served.await.unwrap();
+        let (_stop, _served) = mux_replica(port, "mux2").await;
+        assert_eq!(infer(&client, port, "c").await.unwrap(), (StatusCode::OK, "mux2 id-7 c".into()));
+    }
+
+    #[tokio::test]
+    async fn a_multiplexed_replica_that_dies_holding_a_request_leaves_it_for_another_replica() {
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        let listener = tokio::net::UnixListener::bind(sluice_domain::replica_mux_socket_name(port)).unwrap();
+        // Reads the request and closes without answering, on every connection.
+        tokio::spawn(async move {
+            loop {
+                let (mut s, _) = listener.accept().await.unwrap();
+                let mut buf = vec![0u8; 4096];
+                let _ = tokio::io::AsyncReadExt::read(&mut s, &mut buf).await;
+            }
+        });
+        let failed = infer(&ReplicaClient::new(), port, "x").await;
+        assert!(matches!(failed, Err(SendError::Unreachable)), "{:?}", failed.err());
     }
 }

@@ -15,10 +15,13 @@
 //!
 //! [`hot::HotRoute`] answers a server's one hot route in front of its axum router.
 //!
+//! [`mux`] carries many requests at once on one gateway–replica connection.
+//!
 //! [`serve::serve_http1`] is the server's public listener, with a bound on how long a client may
 //! hold a connection without sending a request.
 
 pub mod hot;
+pub mod mux;
 pub mod serve;
 
 use std::io::{self, IoSlice, Write};

@@ -128,19 +128,26 @@ fn run_server(models: ModelSet, config: ServerConfig, listen: SocketAddr) -> Res
         let shutdown = shutdown_signal().map_err(|e| RuntimeError::io("cannot install the SIGTERM handler", e))?;
         let address = listener.local_addr().map_err(|e| RuntimeError::io("cannot read the bound address", e))?;
         let unix = loopback_unix_listener(address);
+        let mux = loopback_mux_listener(address);
         let stop = shared_stop(shutdown);
         announce(address).map_err(|e| RuntimeError::io("cannot write the ready line to stdout", e))?;
         let tcp = serve(listener, Arc::clone(&served), stopped(stop.clone()));
+        let (uds_app, uds_stop) = (crate::http::app(Arc::clone(&served)), stopped(stop.clone()));
         let uds = async {
             match unix {
                 Some(l) => {
-                    let app = axum::ServiceExt::into_make_service(crate::http::app(served));
-                    axum::serve(l, app).with_graceful_shutdown(stopped(stop)).await
+                    axum::serve(l, axum::ServiceExt::into_make_service(uds_app)).with_graceful_shutdown(uds_stop).await
                 }
                 None => Ok(()),
             }
         };
-        tokio::try_join!(tcp, uds).map(|_| ()).map_err(|e| RuntimeError::io("the server failed", e))
+        let multiplexed = async {
+            match mux {
+                Some(l) => sluice_net::mux::serve(l, crate::http::app(served), stopped(stop)).await,
+                None => Ok(()),
+            }
+        };
+        tokio::try_join!(tcp, uds, multiplexed).map(|_| ()).map_err(|e| RuntimeError::io("the server failed", e))
     })?;
     drop(runtime);
     // All connections are closed, so this is the last reference: let the workers drain and join them.
@@ -155,6 +162,20 @@ fn run_server(models: ModelSet, config: ServerConfig, listen: SocketAddr) -> Res
 /// machine); elsewhere none.
 pub(crate) fn loopback_unix_listener(address: SocketAddr) -> Option<sluice_net::QuietUnixListener> {
     address.ip().is_loopback().then(|| bind_replica_socket(address.port())).flatten()
+}
+
+/// On loopback, the socket on which the gateway sends many requests at once on one connection
+/// (`sluice_net::mux`, `sluice_domain::replica_mux_socket_name`); elsewhere, or when it cannot be bound
+/// (with a warning), none: the gateway then uses [`loopback_unix_listener`]'s socket.
+fn loopback_mux_listener(address: SocketAddr) -> Option<tokio::net::UnixListener> {
+    if !cfg!(target_os = "linux") || !address.ip().is_loopback() {
+        return None;
+    }
+    tokio::net::UnixListener::bind(sluice_domain::replica_mux_socket_name(address.port()))
+        .inspect_err(
+            |e| tracing::warn!(port = address.port(), error = %e, "cannot listen on the replica's multiplexed socket"),
+        )
+        .ok()
 }
 
 /// A stop several servers wait on (see [`stopped`]): set once `shutdown` resolves. Must be called inside a tokio
