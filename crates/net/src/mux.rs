@@ -13,7 +13,8 @@
 //! their answers come back in a few. A request arriving alone costs what it did over HTTP/1.1.
 //!
 //! The replica answers each request with the same service it serves HTTP with, on a task of its
-//! own (so a replica with several cores runs them in parallel), reads the answer's body to the
+//! own (so a replica with several cores runs them in parallel; with one worker thread, a request
+//! answered in its first poll is answered on the connection's task), reads the answer's body to the
 //! end and sends it whole; this is for answers that are complete when they are made (the native
 //! ONNX replica's), not for streams.
 //!
@@ -322,6 +323,10 @@ where
         outbox: Mutex::new(Outbox { bytes: Vec::new(), in_flight: 0 }),
         task: AtomicWaker::new(),
     });
+    // With one worker thread a task of its own runs no sooner than this one: a request that is
+    // answered at once (a quick model on an idle pool) is answered here, without a task and two
+    // wake-ups.
+    let in_place = tokio::runtime::Handle::current().metrics().num_workers() == 1;
     let mut stopped = pin!(stopped);
     let mut reading = true;
     let mut read = BytesMut::new();
@@ -340,7 +345,7 @@ where
                     Poll::Ready(Ok(_)) => {
                         progress = true;
                         while let Some((id, payload)) = next_frame(&mut read)? {
-                            answer(&shared, &service, id, payload);
+                            answer(&shared, &service, id, payload, in_place.then_some(&mut *cx));
                         }
                     }
                     Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
@@ -370,8 +375,9 @@ where
     }
 }
 
-/// Answers one request on a task of its own, into the connection's outbox.
-fn answer<S>(shared: &Arc<ServerShared>, service: &S, id: u32, payload: Bytes)
+/// Answers one request into the connection's outbox: on a task of its own, or, when `in_place`,
+/// first right here, and on a task of its own only if it is not answered in that first poll.
+fn answer<S>(shared: &Arc<ServerShared>, service: &S, id: u32, payload: Bytes, in_place: Option<&mut Context<'_>>)
 where
     S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
     S::Future: Send + 'static,
@@ -379,7 +385,7 @@ where
     lock(&shared.outbox).in_flight += 1;
     let mut answering = Answering { shared: Arc::clone(shared), id, done: false };
     let service = service.clone();
-    tokio::spawn(async move {
+    let answered = async move {
         let Some(request) = read_request(payload) else {
             answering.send(StatusCode::BAD_REQUEST, HeaderMap::new(), b"a malformed request frame");
             return;
@@ -392,7 +398,23 @@ where
                 answering.send(StatusCode::INTERNAL_SERVER_ERROR, HeaderMap::new(), b"the answer could not be read")
             }
         }
-    });
+    };
+    match in_place {
+        Some(cx) => {
+            let mut answered = Box::pin(answered);
+            // A future registers its waker on every poll, so the task's first poll takes over from
+            // this one.
+            // A handler that panics is answered 500 when `answered` is dropped (as a task's would be),
+            // and the connection goes on.
+            let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| answered.as_mut().poll(cx)));
+            if matches!(polled, Ok(Poll::Pending)) {
+                tokio::spawn(answered);
+            }
+        }
+        None => {
+            tokio::spawn(answered);
+        }
+    }
 }
 
 /// One request being answered; dropped unanswered (its task panicked, or the runtime stopped),
