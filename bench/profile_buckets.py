@@ -11,11 +11,12 @@ import json, os, re, sys
 STAGES = [
     ("kernel: sockets (TCP to the client; TCP or Unix socket between gateway and replica)", r"\[kernel.*\] .*(tcp|ip_|inet|sock|skb|net_|napi|__dev_queue|dev_hard|loopback|netif|_copy_(to|from)_iter|datagram|bbr|sk_|__sys_(recv|send)|raw_spin_unlock_irqrestore)"),
     ("kernel: syscalls, epoll, scheduling, timers", r"\[kernel"),
-    ("malloc/free", r"\b(_int_malloc|_int_free|malloc|cfree|free|realloc|_int_realloc|malloc_consolidate|unlink_chunk|calloc|tcache)\b"),
+    ("malloc/free", r"\b(_int_malloc|_int_free|malloc|cfree|free|realloc|_int_realloc|malloc_consolidate|unlink_chunk|calloc|tcache)\b|\b_?mi_\w+"),
     ("memcpy/memmove", r"(memmove|memcpy|memset)"),
     ("ONNX Runtime (library and ort bindings)", r"(libonnxruntime|ort::)"),
     ("JSON and tensors (serde_json, v2 request/response)", r"(serde|sluice_runtime::tensor|v2_wire|ryu|itoa|TensorData|flatten)"),
     ("key check (SHA-256)", r"(sha2|sha256|auth::)"),
+    ("gateway–replica frames (sluice_net::mux)", r"sluice_net::mux"),
     ("HTTP/1.1 (hyper, httparse, http)", r"(hyper|httparse|http::|h1::|http_body)"),
     ("tokio / mio runtime", r"(tokio|mio::|epoll|futex|parking_lot|std::sys::pal::unix::thread|__vdso|clock_gettime|pthread)"),
     ("routing, admission, stats, proxy logic (sluice_gateway)", r"sluice_gateway"),

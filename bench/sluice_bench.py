@@ -58,7 +58,7 @@ SPLIT_TRAFFIC = "blue=50 green=50"
 SPLIT_MIRROR = "shadow=20"
 
 NOTES = {
-    "gateway": "sluice server: gateway (key auth, Bearer header) -> 1 replica over HTTP/1.1 on the replica's Unix socket (loopback); "
+    "gateway": "sluice server: gateway (key auth, Bearer header) -> 1 replica over its multiplexed Unix socket (loopback, sluice_net::mux); "
                "deployment instance_type cpu=1 (replica: intra-op 1, inference threads 1), "
                "max_concurrent_requests_per_instance 32; server + replica pinned and counted",
     "split-mirror": "sluice server as sluice-gateway, but 3 deployments of lr:1 (blue, green, shadow; each "
