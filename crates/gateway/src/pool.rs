@@ -154,10 +154,11 @@ impl ReplicaClient {
         }
         let mut fresh = false;
         loop {
-            let conn = match (fresh, self.open_mux(addr)) {
-                (false, Some(conn)) => conn,
-                (false, None) if self.mux_absent(addr) => return None,
-                _ => {
+            let known = if fresh { None } else { self.known_mux(addr) };
+            let conn = match known {
+                Some(MuxSlot::Open(conn)) => conn,
+                Some(MuxSlot::Absent(_)) => return None,
+                None => {
                     fresh = true;
                     self.connect_mux(addr).await?
                 }
@@ -177,20 +178,14 @@ impl ReplicaClient {
         }
     }
 
-    /// `addr`'s multiplexed connection, when it has one that is open.
-    fn open_mux(&self, addr: SocketAddr) -> Option<Arc<mux::Connection>> {
+    /// What is known of `addr`'s multiplexed socket: an open connection, or that it was lately found
+    /// to have none; `None` when it is worth connecting (never tried, closed, or tried long ago).
+    fn known_mux(&self, addr: SocketAddr) -> Option<MuxSlot> {
         match self.inner.mux.lock().expect("replica pool").get(&addr)? {
-            MuxSlot::Open(conn) if !conn.is_closed() => Some(Arc::clone(conn)),
+            MuxSlot::Open(conn) if !conn.is_closed() => Some(MuxSlot::Open(Arc::clone(conn))),
+            MuxSlot::Absent(since) if since.elapsed() < MUX_RETRY => Some(MuxSlot::Absent(*since)),
             _ => None,
         }
-    }
-
-    /// Whether `addr` was lately found without a multiplexed socket.
-    fn mux_absent(&self, addr: SocketAddr) -> bool {
-        matches!(
-            self.inner.mux.lock().expect("replica pool").get(&addr),
-            Some(MuxSlot::Absent(since)) if since.elapsed() < MUX_RETRY
-        )
     }
 
     /// Makes `addr`'s multiplexed connection, or records that it has none.

@@ -161,21 +161,17 @@ fn run_server(models: ModelSet, config: ServerConfig, listen: SocketAddr) -> Res
 /// On loopback, the Unix socket of the port the replica listens on (the same routes, for the gateway on this
 /// machine); elsewhere none.
 pub(crate) fn loopback_unix_listener(address: SocketAddr) -> Option<sluice_net::QuietUnixListener> {
-    address.ip().is_loopback().then(|| bind_replica_socket(address.port())).flatten()
+    let name = sluice_domain::replica_socket_name(address.port());
+    bind_loopback_socket(address, &name, "cannot listen on the replica's Unix socket; serving on TCP only")
+        .map(sluice_net::QuietUnixListener)
 }
 
 /// On loopback, the socket on which the gateway sends many requests at once on one connection
-/// (`sluice_net::mux`, `sluice_domain::replica_mux_socket_name`); elsewhere, or when it cannot be bound
-/// (with a warning), none: the gateway then uses [`loopback_unix_listener`]'s socket.
+/// (`sluice_net::mux`, `sluice_domain::replica_mux_socket_name`); elsewhere none: the gateway then uses
+/// [`loopback_unix_listener`]'s socket.
 fn loopback_mux_listener(address: SocketAddr) -> Option<tokio::net::UnixListener> {
-    if !cfg!(target_os = "linux") || !address.ip().is_loopback() {
-        return None;
-    }
-    tokio::net::UnixListener::bind(sluice_domain::replica_mux_socket_name(address.port()))
-        .inspect_err(
-            |e| tracing::warn!(port = address.port(), error = %e, "cannot listen on the replica's multiplexed socket"),
-        )
-        .ok()
+    let name = sluice_domain::replica_mux_socket_name(address.port());
+    bind_loopback_socket(address, &name, "cannot listen on the replica's multiplexed socket")
 }
 
 /// A stop several servers wait on (see [`stopped`]): set once `shutdown` resolves. Must be called inside a tokio
@@ -196,19 +192,16 @@ pub(crate) async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
-/// Binds the abstract Unix socket for `port` (see `sluice_domain::replica_socket_name`); `None`, with a warning,
-/// when that is not possible: the replica then answers on TCP only, which the gateway falls back to.
-fn bind_replica_socket(port: u16) -> Option<sluice_net::QuietUnixListener> {
-    if !cfg!(target_os = "linux") {
+/// Binds the abstract Unix socket `name` for a replica listening on `address`, when that is loopback (see
+/// `sluice_domain::replica_socket_name`); `None`, with the warning `failed`, when it cannot be bound: the gateway
+/// then falls back to the replica's other ways in.
+fn bind_loopback_socket(address: SocketAddr, name: &str, failed: &str) -> Option<tokio::net::UnixListener> {
+    if !cfg!(target_os = "linux") || !address.ip().is_loopback() {
         return None;
     }
-    match tokio::net::UnixListener::bind(sluice_domain::replica_socket_name(port)) {
-        Ok(listener) => Some(sluice_net::QuietUnixListener(listener)),
-        Err(e) => {
-            tracing::warn!(port, error = %e, "cannot listen on the replica's Unix socket; serving on TCP only");
-            None
-        }
-    }
+    tokio::net::UnixListener::bind(name)
+        .inspect_err(|e| tracing::warn!(port = address.port(), error = %e, "{failed}"))
+        .ok()
 }
 
 /// Says the replica is ready: first gives its start-up code back to the page cache (loading is done;
